@@ -1,0 +1,46 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_CPU_VERSION ?= 2.13.0
+
+.PHONY: demo test lint format bench install clean
+
+# The stamp file records that the environment was built; delete it (or `make clean`) to rebuild.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip >/dev/null
+	@# Without a GPU, install the CPU build of torch first so pip never pulls CUDA packages.
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		echo "GPU found: installing the default torch build"; \
+	else \
+		echo "No GPU: installing torch==$(TORCH_CPU_VERSION) (CPU build)"; \
+		$(PIP) install "torch==$(TORCH_CPU_VERSION)"; \
+	fi
+	$(PIP) install -e ".[test,md,dask,bench]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(PY) -m sklss demo
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_encoder.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,192 @@
+"""Torch pieces shared by every estimator: the MLP builder, seeding, devices and skorch nets."""
+
+import contextlib
+import warnings
+from collections.abc import Mapping
+from numbers import Integral
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+from sklearn.utils import check_random_state
+from torch import nn
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "swish": nn.SiLU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "sigmoid": nn.Sigmoid,
+    "softplus": nn.Softplus,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def make_mlp(n_in, hidden_layer_sizes, n_out, *, activation="relu", batch_norm=False):
+    """A multilayer perceptron ``n_in -> hidden... -> n_out`` with a linear output layer.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output widths.
+    hidden_layer_sizes : sequence of int
+        Widths of the hidden layers.
+    activation : str
+        One of ``ACTIVATIONS`` ("relu", "tanh", "swish", ...).
+    batch_norm : bool
+        Batch normalisation after each hidden linear layer, before its activation.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}.")
+    layers = []
+    width = n_in
+    for size in hidden_layer_sizes:
+        layers.append(nn.Linear(width, size))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(size))
+        layers.append(ACTIVATIONS[activation]())
+        width = size
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+def derive_seeds(random_state, n=1):
+    """Derive ``n`` integer seeds from ``random_state`` without touching the global numpy RNG.
+
+    An int gives the same seeds every time; a ``RandomState`` instance is advanced, as in
+    scikit-learn; ``None`` draws fresh entropy from the operating system.
+    """
+    if random_state is None:
+        return [int(s) for s in np.random.SeedSequence().generate_state(n)]
+    if isinstance(random_state, Integral) and not isinstance(random_state, bool):
+        seq = np.random.SeedSequence(int(random_state))
+        return [int(s) for s in seq.generate_state(n)]
+    rng = check_random_state(random_state)
+    return [int(s) for s in rng.randint(0, 2**31 - 1, size=n)]
+
+
+@contextlib.contextmanager
+def torch_seed(seed, device="cpu"):
+    """Seed torch inside the block and restore the caller's torch RNG state afterwards."""
+    devices = []
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        devices = [torch.device(device).index or 0]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
+def no_tf32():
+    """Full float32 matmuls (TF32 off) inside the block, as covariance estimates need."""
+    old_matmul = torch.backends.cuda.matmul.allow_tf32
+    old_cudnn = torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old_matmul
+        torch.backends.cudnn.allow_tf32 = old_cudnn
+
+
+def resolve_device(device):
+    """Map ``"auto"`` to CUDA when available; check that an explicit CUDA device exists."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available.")
+    return str(device)
+
+
+class TensorBatchLoader:
+    """A fast replacement for ``DataLoader`` over in-memory arrays.
+
+    ``DataLoader`` collates one sample at a time, which dominates the cost of small networks.
+    This loader slices whole batches out of tensors. When shuffling, the permutation comes from
+    torch's global RNG, which sklss seeds inside ``fit``; every batch has at least
+    ``batch_size`` rows (the remainder is spread over the others), because covariance and
+    batch-norm estimates degrade on tiny trailing batches.
+
+    It takes a skorch ``Dataset`` whose ``X`` is an array or a dict of arrays, and ``y=None``.
+    """
+
+    def __init__(self, dataset, batch_size=128, shuffle=False, **kwargs):
+        X = dataset.X
+        self._keys = list(X) if isinstance(X, Mapping) else None
+        self._arrays = [X[k] for k in self._keys] if self._keys else [X]
+        self._arrays = [torch.as_tensor(a) for a in self._arrays]
+        self._n = len(self._arrays[0])
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+
+    def __len__(self):
+        return max(1, self._n // self.batch_size) if self.shuffle else -(-self._n // self.batch_size)
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self._n)
+            chunks = torch.tensor_split(order, len(self))
+        else:
+            chunks = [slice(i, i + self.batch_size) for i in range(0, self._n, self.batch_size)]
+        for idx in chunks:
+            parts = [a[idx] for a in self._arrays]
+            Xi = dict(zip(self._keys, parts)) if self._keys else parts[0]
+            yield Xi, None
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or inf loss."""
+
+
+class FiniteLossGuard(Callback):
+    """Stop training with a named error as soon as an epoch's training loss is not finite."""
+
+    def __init__(self, component="model"):
+        self.component = component
+
+    def on_epoch_end(self, net, **kwargs):
+        loss = net.history[-1].get("train_loss", 0.0)
+        if not np.isfinite(loss):
+            epoch = len(net.history)
+            raise NonFiniteLossError(
+                f"{self.component}: training loss became {loss} at epoch {epoch}. "
+                "Lower the learning rate, scale the inputs, or raise the regularisation."
+            )
+
+
+class SklssNet(NeuralNet):
+    """The skorch net that sklss estimators train with (a private ``net_`` attribute).
+
+    Subclasses customise ``get_loss``. Data arrive as a dict of arrays, which skorch passes to
+    ``module.forward(**X)``; there is no target (``y=None``). A ``KeyboardInterrupt`` stops
+    training with a warning; skorch then runs ``on_train_end``, so early stopping restores the
+    best weights so far and the history is kept.
+    """
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:
+            warnings.warn(
+                f"Training interrupted after {len(self.history)} epochs; keeping the best "
+                "weights so far.",
+                UserWarning,
+                stacklevel=2,
+            )
+            raise
+
+
+def history_to_dict(history, columns):
+    """Turn a skorch ``History`` into a dict of per-epoch lists, renaming ``columns``.
+
+    ``columns`` maps skorch keys (``"train_loss"``) to ``(name, sign)``; the value is
+    multiplied by ``sign``, so a negated loss becomes a score.
+    """
+    out = {"epoch": [int(row["epoch"]) for row in history]}
+    for key, (name, sign) in columns.items():
+        out[name] = [float(sign * row[key]) if key in row else None for row in history]
+    return out

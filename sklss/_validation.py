@@ -1,0 +1,206 @@
+"""Validation of trajectory data and construction of time-lagged pairs.
+
+Every estimator in sklss accepts *trajectory data*: one 2-D array ``(n_frames, n_features)``
+or a list of such arrays, possibly ragged in length. Lagged pairs ``(x_t, x_{t+lag})`` are built
+inside each trajectory and never across the boundary between two trajectories.
+"""
+
+import warnings
+from numbers import Integral
+
+import numpy as np
+from scipy import sparse
+
+from ._compat import validate_data
+
+FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def is_trajectory_list(X):
+    """Whether ``X`` is a list (or tuple) of 2-D trajectories rather than one array.
+
+    A list of 1-D rows (``[[1, 2], [3, 4]]``) is one trajectory, as in scikit-learn.
+    """
+    if not isinstance(X, (list, tuple)) or len(X) == 0:
+        return False
+    return all(hasattr(x, "shape") and len(x.shape) == 2 or _nested_depth(x) == 2 for x in X)
+
+
+def _nested_depth(x):
+    depth = 0
+    while isinstance(x, (list, tuple)) and len(x) > 0:
+        depth += 1
+        x = x[0]
+    return depth
+
+
+def _check_finite(traj, index, name):
+    """Raise a ValueError that names the trajectory, frame and feature of the first NaN/inf."""
+    if traj.dtype.kind not in "fc":
+        return
+    finite = np.isfinite(traj)
+    if finite.all():
+        return
+    frame, feature = np.argwhere(~finite)[0]
+    kind = "NaN" if np.isnan(traj[frame, feature]) else "inf"
+    where = f"trajectory {index}, " if index is not None else ""
+    raise ValueError(
+        f"Input {name} contains {kind} (NaN or inf values are not allowed) at {where}"
+        f"frame {frame}, feature {feature}."
+    )
+
+
+def _reject_bad_kinds(x, index, name):
+    where = f" (trajectory {index})" if index is not None else ""
+    if sparse.issparse(x):
+        raise TypeError(
+            f"Sparse data was passed for {name}{where}, but dense data is required. "
+            "Use X.toarray() to convert to a dense numpy array."
+        )
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind == "c":
+        raise ValueError(f"Complex data not supported in {name}{where}; got dtype {dtype}.")
+
+
+def check_trajectories(estimator, X, *, reset, name="X", dtype=FLOAT_DTYPES, min_frames=1):
+    """Validate trajectory data.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Sets (``reset=True``) or checks ``n_features_in_`` and ``feature_names_in_``.
+    X : array-like of shape (n_frames, n_features) or list of such arrays
+        Trajectory data.
+    reset : bool
+        Whether this is a call from ``fit``.
+    name : str
+        The argument's name, used in error messages.
+    dtype : dtype or tuple of dtypes
+        Accepted float dtypes; other numeric kinds are converted to the first.
+    min_frames : int
+        Minimum number of frames in the data as a whole.
+
+    Returns
+    -------
+    trajs : list of ndarray
+        The validated trajectories, each 2-D and finite.
+    is_list : bool
+        Whether ``X`` was given as a list, so the caller can return the same form.
+    """
+    is_list = is_trajectory_list(X)
+    items = list(X) if is_list else [X]
+    for i, x in enumerate(items):
+        _reject_bad_kinds(x, i if is_list else None, name)
+
+    if is_list:
+        shapes = [np.shape(x) for x in items]
+        for i, shape in enumerate(shapes[1:], start=1):
+            if shape[1] != shapes[0][1]:
+                raise ValueError(
+                    f"All trajectories in {name} must have the same number of features: "
+                    f"trajectory 0 has shape {shapes[0]} but trajectory {i} has shape {shape}."
+                )
+
+    trajs = []
+    for i, x in enumerate(items):
+        # The first trajectory sets (or checks) n_features_in_; the others must agree with it.
+        x = validate_data(
+            estimator,
+            x,
+            reset=reset and i == 0,
+            dtype=dtype,
+            ensure_all_finite=False,
+            ensure_min_samples=1,
+        )
+        _check_finite(x, i if is_list else None, name)
+        trajs.append(x)
+    n_total = sum(len(t) for t in trajs)
+    if n_total < min_frames:
+        raise ValueError(
+            f"{name} has n_samples={n_total} frames in all, but at least {min_frames} are needed."
+        )
+    return trajs, is_list
+
+
+def as_output_form(arrays, is_list):
+    """Return a list for list input and a single array for array input."""
+    return list(arrays) if is_list else arrays[0]
+
+
+def check_lag_time(lag_time):
+    if isinstance(lag_time, bool) or not isinstance(lag_time, Integral) or lag_time < 1:
+        raise ValueError(
+            f"The 'lag_time' parameter must be an int in the range [1, inf). Got {lag_time!r}."
+        )
+    return int(lag_time)
+
+
+def lagged_pairs(trajs, lag_time, *, warn=True):
+    """Stack the time-lagged pairs ``(x_t, x_{t+lag_time})`` of every trajectory.
+
+    Pairs never cross the boundary between two trajectories. A trajectory with no more than
+    ``lag_time`` frames gives no pairs and is skipped with a warning that names it.
+
+    Returns
+    -------
+    X0, Xt : ndarray of shape (n_pairs, n_features)
+    """
+    lag_time = check_lag_time(lag_time)
+    used = [t for t in trajs if len(t) > lag_time]
+    if not used:
+        longest = max(len(t) for t in trajs)
+        if longest == 1:
+            msg = "Found n_samples=1 frame"
+        else:
+            msg = f"The longest trajectory has {longest} frames"
+        raise ValueError(
+            f"{msg}; no trajectory is longer than lag_time={lag_time}, so there are no "
+            f"time-lagged pairs. Use a smaller lag_time or longer trajectories."
+        )
+    skipped = [i for i, t in enumerate(trajs) if len(t) <= lag_time]
+    if skipped and warn:
+        warnings.warn(
+            f"Trajectories {skipped} have at most lag_time={lag_time} frames and were skipped.",
+            UserWarning,
+            stacklevel=3,
+        )
+    X0 = np.concatenate([t[:-lag_time] for t in used])
+    Xt = np.concatenate([t[lag_time:] for t in used])
+    return X0, Xt
+
+
+def split_train_valid(trajs, fraction, lag_time):
+    """Hold out contiguous blocks for validation, never frames shuffled out of a trajectory.
+
+    With several trajectories and a large enough fraction, whole trajectories are held out
+    (the last ones, so the split is deterministic). Otherwise the last ``fraction`` of each
+    trajectory is held out, and ``lag_time`` frames between the two parts are dropped so that no
+    pair of the training part is correlated with the validation part at that lag.
+
+    Returns ``(train_trajs, valid_trajs)``; ``valid_trajs`` is empty when ``fraction`` is 0 or the
+    data are too short to hold anything out.
+    """
+    if fraction <= 0:
+        return list(trajs), []
+    lengths = np.array([len(t) for t in trajs])
+    total = lengths.sum()
+    if len(trajs) >= 3:
+        n_valid = 0
+        acc = 0
+        for n in lengths[::-1]:
+            if acc + n > fraction * total * 1.5:
+                break
+            acc += n
+            n_valid += 1
+        if n_valid and acc >= fraction * total * 0.5 and n_valid < len(trajs):
+            return list(trajs[:-n_valid]), list(trajs[-n_valid:])
+    train, valid = [], []
+    for t in trajs:
+        n_valid = int(round(fraction * len(t)))
+        n_train = len(t) - n_valid - lag_time
+        if n_valid <= lag_time or n_train <= lag_time:
+            train.append(t)
+            continue
+        train.append(t[:n_train])
+        valid.append(t[n_train + lag_time :])
+    return train, valid
