@@ -7,9 +7,9 @@ from numbers import Integral
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from skorch import NeuralNet
 from skorch.callbacks import Callback
-from sklearn.utils import check_random_state
 from torch import nn
 
 ACTIVATIONS = {
@@ -124,7 +124,9 @@ class TensorBatchLoader:
         self.shuffle = shuffle
 
     def __len__(self):
-        return max(1, self._n // self.batch_size) if self.shuffle else -(-self._n // self.batch_size)
+        return (
+            max(1, self._n // self.batch_size) if self.shuffle else -(-self._n // self.batch_size)
+        )
 
     def __iter__(self):
         if self.shuffle:

@@ -1,0 +1,516 @@
+"""The SRV encoder: a state-free reversible VAMPnet that learns slow eigenfunctions."""
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+from torch import nn
+
+from ._compat import Interval, StrOptions, _fit_context
+from ._covariance import inv_sqrt, lagged_covariances
+from ._nn import (
+    ACTIVATIONS,
+    FiniteLossGuard,
+    SklssNet,
+    TensorBatchLoader,
+    derive_seeds,
+    history_to_dict,
+    make_mlp,
+    no_tf32,
+    resolve_device,
+    torch_seed,
+)
+from ._validation import (
+    as_output_form,
+    check_lag_time,
+    check_trajectories,
+    lagged_pairs,
+    split_train_valid,
+)
+from .metrics import timescales_from_eigenvalues, vamp2_score
+
+# Size of the learned basis when n_components="auto" and n_basis is not given.
+_AUTO_BASIS_SIZE = 10
+# Frames per forward pass in transform: large enough to amortise dispatch, small enough for RAM.
+_TRANSFORM_CHUNK = 65536
+
+
+class _Lobe(nn.Module):
+    """One network applied to both ends of each lagged pair (the SRV is a single-lobe VAMPnet)."""
+
+    def __init__(self, n_features, hidden_layer_sizes, n_outputs, activation, batch_norm):
+        super().__init__()
+        self.mlp = make_mlp(
+            n_features,
+            hidden_layer_sizes,
+            n_outputs,
+            activation=activation,
+            batch_norm=batch_norm,
+        )
+
+    def forward(self, x0, xt):
+        # One pass over both halves, so batch-norm statistics cover the whole pair batch.
+        out = self.mlp(torch.cat([x0, xt]))
+        return out[: len(x0)], out[len(x0) :]
+
+
+class _NegativeVAMP2(nn.Module):
+    """``-VAMP2`` of a batch of lagged network outputs, computed in float64.
+
+    The covariances are regularised as ``C + epsilon * I`` and whitened through Cholesky
+    factors: ``||L0^-1 C0t Lt^-T||_F^2 = tr(C00^-1 C0t Ctt^-1 Ct0)``, the same Frobenius norm
+    as with symmetric inverse square roots, but without the unstable gradients of an
+    eigendecomposition with near-degenerate eigenvalues.
+    """
+
+    def __init__(self, reversible=True, epsilon=1e-6):
+        super().__init__()
+        self.reversible = reversible
+        self.epsilon = epsilon
+
+    def forward(self, f0, ft):
+        f0, ft = f0.double(), ft.double()
+        n = f0.shape[0]
+        if self.reversible:
+            mean = 0.5 * (f0.mean(0) + ft.mean(0))
+            a, b = f0 - mean, ft - mean
+            c00 = (a.T @ a + b.T @ b) / (2 * n)
+            c0t = (a.T @ b + b.T @ a) / (2 * n)
+            ctt = c00
+        else:
+            a, b = f0 - f0.mean(0), ft - ft.mean(0)
+            c00, c0t, ctt = a.T @ a / n, a.T @ b / n, b.T @ b / n
+        eye = self.epsilon * torch.eye(c00.shape[0], dtype=c00.dtype, device=c00.device)
+        l0 = torch.linalg.cholesky(c00 + eye)
+        lt = l0 if self.reversible else torch.linalg.cholesky(ctt + eye)
+        k = torch.linalg.solve_triangular(l0, c0t, upper=False)
+        k = torch.linalg.solve_triangular(lt, k.T, upper=False)
+        return -(1.0 + (k**2).sum())
+
+
+class _SRVNet(SklssNet):
+    def get_loss(self, y_pred, y_true=None, X=None, training=False):
+        f0, ft = y_pred
+        return self.criterion_(f0, ft)
+
+
+class SRVTransformer(TransformerMixin, BaseEstimator):
+    """State-free reversible VAMPnet (SRV): learn the slow eigenfunctions of the dynamics.
+
+    A neural network maps each frame to ``n_basis`` functions and is trained to maximise the
+    VAMP-2 score of time-lagged pairs ``(x_t, x_{t+lag_time})``. A final variational approach
+    to conformational dynamics (VAC) step on the network's outputs gives the leading
+    eigenfunctions ``psi_1..psi_m`` of the transfer operator, their eigenvalues ``lambda_i``
+    and implied timescales ``t_i = -lag_time / ln(lambda_i)``.
+
+    Parameters
+    ----------
+    lag_time : int, default=1
+        Lag time tau in frames.
+    n_components : int or "auto", default=2
+        Number of eigenfunctions ``m`` that ``transform`` returns. ``"auto"`` picks ``m`` at the
+        largest gap between consecutive eigenvalues of the learned basis.
+    n_basis : int, default=None
+        Number of network outputs (basis functions). ``None`` means ``n_components`` (or 10
+        with ``"auto"``). A larger basis may resolve the leading eigenfunctions better.
+    hidden_layer_sizes : tuple of int, default=(100, 100)
+        Widths of the network's hidden layers.
+    activation : str, default="tanh"
+        Hidden activation: "tanh", "relu", "swish", "elu", "gelu", "sigmoid", "softplus" or
+        "leaky_relu".
+    batch_norm : bool, default=True
+        Batch normalisation in the hidden layers.
+    learning_rate : float, default=1e-2
+        Adam learning rate.
+    batch_size : int, default=2048
+        Lagged pairs per training batch. The VAMP-2 loss needs covariance estimates, so it must
+        exceed the basis size; the larger, the less biased the per-batch score.
+    max_epochs : int, default=100
+        Maximum number of passes over the training pairs.
+    validation_fraction : float, default=0.1
+        Fraction of the data held out for early stopping: whole trajectories when there are
+        several, otherwise the final block of each trajectory (never shuffled frames). 0 turns
+        early stopping on held-out data off (training VAMP-2 is monitored instead).
+    patience : int, default=10
+        Epochs without improvement of the monitored VAMP-2 before training stops. The weights
+        of the best epoch are restored.
+    epsilon : float, default=1e-6
+        Regularisation of the covariance matrices: added to the diagonal in the training loss,
+        and the eigenvalue cut-off of the final VAC step. Covariances are in float64.
+    reversible : bool, default=True
+        Symmetrise the covariances over both directions of time (detailed balance), which gives
+        real eigenvalues and orthogonal eigenfunctions. With ``False`` the VAMP singular
+        functions and singular values are used instead.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Torch device; ``"auto"`` uses CUDA when available.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation and batch shuffling. The same int gives bitwise identical
+        results on CPU; the caller's global random state is never touched.
+    verbose : int, default=0
+        0 is silent, 1 prints a line per epoch, 2 also shows a progress bar per epoch.
+
+    Attributes
+    ----------
+    eigenvalues_ : ndarray of shape (n_components_,)
+        Eigenvalues ``lambda_i`` of the transfer operator at ``lag_time``, descending (VAMP
+        singular values when ``reversible=False``).
+    timescales_ : ndarray of shape (n_components_,)
+        Implied timescales in frames.
+    n_components_ : int
+        Number of eigenfunctions returned by ``transform``.
+    all_eigenvalues_ : ndarray
+        Eigenvalues of the whole learned basis (used by ``n_components="auto"``).
+    history_ : dict of lists
+        Per-epoch ``"epoch"``, ``"train_vamp2"`` (mean over training batches) and
+        ``"valid_vamp2"`` (on the held-out blocks; ``None`` without validation data).
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    net_ : skorch.NeuralNet
+        The trained network (private use; the public state is the attributes above).
+
+    See Also
+    --------
+    sklss.MDNPropagator : learns transition densities in the latent space.
+    deeptime.decomposition.deep.VAMPNet : the general two-lobe VAMPnet.
+
+    Notes
+    -----
+    The network is trained on pairs from all trajectories, never across their boundaries.
+    After training the VAC generalised eigenproblem ``C0t v = lambda C00 v`` is solved on the
+    network outputs for every frame passed to ``fit``. The outputs of ``transform`` have
+    zero mean and unit variance under the training distribution, are uncorrelated, and are
+    ordered by eigenvalue. Each eigenfunction's sign is fixed so that its value of largest
+    magnitude on the training data is positive.
+
+    Inputs are standardised feature by feature before the network; constant features are
+    passed through unscaled and reported with a warning.
+
+    References
+    ----------
+    W. Chen, H. Sidky and A. L. Ferguson, "Nonlinear discovery of slow molecular modes using
+    state-free reversible VAMPnets", J. Chem. Phys. 150, 214114 (2019).
+
+    H. Sidky, W. Chen and A. L. Ferguson, "Molecular latent space simulators", Chem. Sci. 11,
+    9459 (2020).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklss import SRVTransformer
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.zeros((2000, 1))
+    >>> for t in range(1, 2000):
+    ...     x[t] = 0.9 * x[t - 1] + rng.normal()
+    >>> srv = SRVTransformer(lag_time=1, n_components=1, max_epochs=5, random_state=0).fit(x)
+    >>> srv.transform(x).shape
+    (2000, 1)
+    """
+
+    _parameter_constraints = {
+        "lag_time": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "n_basis": [Interval(Integral, 1, None, closed="left"), None],
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "batch_norm": ["boolean"],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "reversible": ["boolean"],
+        "device": [StrOptions({"cpu", "cuda", "auto"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        lag_time=1,
+        *,
+        n_components=2,
+        n_basis=None,
+        hidden_layer_sizes=(100, 100),
+        activation="tanh",
+        batch_norm=True,
+        learning_rate=1e-2,
+        batch_size=2048,
+        max_epochs=100,
+        validation_fraction=0.1,
+        patience=10,
+        epsilon=1e-6,
+        reversible=True,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.lag_time = lag_time
+        self.n_components = n_components
+        self.n_basis = n_basis
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.batch_norm = batch_norm
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.epsilon = epsilon
+        self.reversible = reversible
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the network on time-lagged pairs of ``X`` and solve the VAC eigenproblem.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_features) or list of such arrays
+            Trajectory data. Pairs are built within each trajectory; a trajectory with at most
+            ``lag_time`` frames is skipped with a warning.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : SRVTransformer
+        """
+        trajs, _ = check_trajectories(self, X, reset=True)
+        lag = check_lag_time(self.lag_time)
+        hidden = self._check_hidden_layer_sizes()
+        n_basis = self._basis_size()
+        if self.batch_size <= n_basis:
+            raise ValueError(
+                f"batch_size={self.batch_size} is too small to estimate the {n_basis}x{n_basis} "
+                f"covariance of the basis: it must be at least n_basis + 1 = {n_basis + 1}."
+            )
+        # Raises with lag_time and the longest length when no pairs exist; warns on skips.
+        X0_all, Xt_all = lagged_pairs(trajs, lag)
+        if len(X0_all) <= n_basis:
+            raise ValueError(
+                f"n_components={self.n_components} (basis size {n_basis}) is too large for "
+                f"{len(X0_all)} lagged pairs: the basis size must be below the number of pairs."
+            )
+        self._fit_input_scaling(trajs)
+        device = resolve_device(self.device)
+        (net_seed,) = derive_seeds(self.random_state, 1)
+
+        train, valid = split_train_valid(trajs, self.validation_fraction, lag)
+        X0, Xt = lagged_pairs([self._scale(t) for t in train], lag, warn=False)
+        valid_ds = None
+        if valid:
+            V0, Vt = lagged_pairs([self._scale(t) for t in valid], lag, warn=False)
+            if len(V0) > n_basis + 1:
+                valid_ds = Dataset({"x0": V0, "xt": Vt}, None)
+        if valid_ds is None and self.validation_fraction > 0:
+            warnings.warn(
+                "Too little data to hold out a validation block; early stopping monitors the "
+                "training VAMP-2 instead.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+        monitor = "valid_loss" if valid_ds is not None else "train_loss"
+        callbacks = [
+            ("guard", FiniteLossGuard("SRVTransformer")),
+            (
+                "early_stopping",
+                EarlyStopping(monitor=monitor, patience=self.patience, load_best=True),
+            ),
+        ]
+        if self.verbose and self.verbose > 1:
+            callbacks.append(("progress", ProgressBar()))
+        net = _SRVNet(
+            module=_Lobe,
+            module__n_features=self.n_features_in_,
+            module__hidden_layer_sizes=hidden,
+            module__n_outputs=n_basis,
+            module__activation=self.activation,
+            module__batch_norm=self.batch_norm,
+            criterion=_NegativeVAMP2,
+            criterion__reversible=self.reversible,
+            criterion__epsilon=self.epsilon,
+            optimizer=torch.optim.Adam,
+            lr=self.learning_rate,
+            max_epochs=self.max_epochs,
+            batch_size=min(self.batch_size, len(X0)),
+            iterator_train=TensorBatchLoader,
+            iterator_train__shuffle=True,
+            iterator_valid=TensorBatchLoader,
+            iterator_valid__batch_size=-1,
+            train_split=predefined_split(valid_ds) if valid_ds is not None else None,
+            callbacks=callbacks,
+            device=device,
+            verbose=int(self.verbose),
+        )
+        with torch_seed(net_seed, device), no_tf32():
+            net.fit(Dataset({"x0": X0, "xt": Xt}, None), y=None)
+        # Drop the reference to the validation data so a saved model holds only weights.
+        net.train_split = None
+        self.net_ = net
+        self.history_ = history_to_dict(
+            net.history,
+            {"train_loss": ("train_vamp2", -1.0), "valid_loss": ("valid_vamp2", -1.0)},
+        )
+        self.n_iter_ = len(net.history)
+        self._mlp64 = copy.deepcopy(net.module_.mlp).double().eval()
+        self._fit_vac(trajs, lag)
+        return self
+
+    def _check_hidden_layer_sizes(self):
+        sizes = tuple(np.atleast_1d(self.hidden_layer_sizes).tolist())
+        if not all(isinstance(s, Integral) and s > 0 for s in sizes):
+            raise ValueError(
+                "The 'hidden_layer_sizes' parameter must contain positive integers; "
+                f"got {self.hidden_layer_sizes!r}."
+            )
+        return sizes
+
+    def _basis_size(self):
+        if self.n_basis is not None:
+            if self.n_components != "auto" and self.n_basis < self.n_components:
+                raise ValueError(
+                    f"n_basis={self.n_basis} must be at least n_components={self.n_components}."
+                )
+            return self.n_basis
+        return _AUTO_BASIS_SIZE if self.n_components == "auto" else self.n_components
+
+    def _fit_input_scaling(self, trajs):
+        n = sum(len(t) for t in trajs)
+        mean = sum(t.sum(axis=0, dtype=np.float64) for t in trajs) / n
+        var = sum(((t - mean) ** 2).sum(axis=0, dtype=np.float64) for t in trajs) / n
+        scale = np.sqrt(var)
+        constant = np.flatnonzero(scale <= 1e-12 * np.maximum(1.0, np.abs(mean)))
+        if len(constant) == len(scale):
+            raise ValueError(
+                "Every feature of X is constant: there is no variance to learn slow "
+                "coordinates from."
+            )
+        if len(constant):
+            warnings.warn(
+                f"Features {constant.tolist()} are constant and carry no information.",
+                UserWarning,
+                stacklevel=3,
+            )
+        scale[constant] = 1.0
+        self._input_mean = mean
+        self._input_scale = scale
+
+    def _scale(self, traj):
+        return ((traj - self._input_mean) / self._input_scale).astype(np.float32)
+
+    def _basis(self, traj):
+        """Network outputs for one validated trajectory, as float64.
+
+        Inference runs a float64 copy of the trained network: float32 matrix products change
+        in the last bits with the batch shape, and a frame's projection must not depend on
+        which other frames it is transformed with.
+        """
+        mlp = self._mlp64
+        device = next(mlp.parameters()).device
+        out = np.empty((len(traj), self.net_.module__n_outputs), dtype=np.float64)
+        x = ((traj - self._input_mean) / self._input_scale).astype(np.float64, copy=False)
+        with torch.inference_mode():
+            for start in range(0, len(traj), _TRANSFORM_CHUNK):
+                chunk = torch.from_numpy(x[start : start + _TRANSFORM_CHUNK]).to(device)
+                out[start : start + len(chunk)] = mlp(chunk).cpu().numpy()
+        return out
+
+    def _fit_vac(self, trajs, lag):
+        basis = [self._basis(t) for t in trajs]
+        F0, Ft = lagged_pairs(basis, lag, warn=False)
+        C00, C0t, Ctt, mean0, _ = lagged_covariances(F0, Ft, reversible=self.reversible)
+        W0 = inv_sqrt(C00, self.epsilon)
+        rank = W0.shape[1]
+        if rank < C00.shape[0]:
+            warnings.warn(
+                f"The learned basis has numerical rank {rank} of {C00.shape[0]}; directions with "
+                f"covariance eigenvalues below epsilon={self.epsilon} were cut off.",
+                UserWarning,
+                stacklevel=3,
+            )
+        if self.reversible:
+            lam, U = np.linalg.eigh(W0.T @ C0t @ W0)
+            order = np.argsort(lam)[::-1]
+            lam, U = lam[order], U[:, order]
+        else:
+            Wt = inv_sqrt(Ctt, self.epsilon)
+            U, lam, _ = np.linalg.svd(W0.T @ C0t @ Wt, full_matrices=False)
+        coef = W0 @ U
+        if self.n_components == "auto":
+            m = int(np.argmax(lam[:-1] - lam[1:])) + 1 if len(lam) > 1 else 1
+        else:
+            m = self.n_components
+            if m > rank:
+                raise ValueError(
+                    f"n_components={m} exceeds the numerical rank {rank} of the learned basis."
+                )
+        coef = coef[:, :m]
+        # Sign convention: the value of largest magnitude on the training data is positive.
+        psi = np.concatenate(basis) @ coef - mean0 @ coef
+        extreme = psi[np.argmax(np.abs(psi), axis=0), np.arange(m)]
+        coef = coef * np.where(extreme < 0, -1.0, 1.0)
+        self._coef = coef
+        self._basis_mean = mean0
+        self.all_eigenvalues_ = lam
+        self.n_components_ = m
+        self.eigenvalues_ = lam[:m].copy()
+        self.timescales_ = timescales_from_eigenvalues(self.eigenvalues_, lag)
+
+    def transform(self, X):
+        """Project trajectory data onto the learned eigenfunctions ``psi_1..psi_m``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_features) or list of such arrays
+
+        Returns
+        -------
+        psi : ndarray of shape (n_frames, n_components_) or list of such arrays
+            The same form as ``X``. Columns are ordered by eigenvalue; float32 input gives
+            float32 output, anything else float64.
+        """
+        check_is_fitted(self)
+        trajs, is_list = check_trajectories(self, X, reset=False)
+        out = []
+        for t in trajs:
+            psi = (self._basis(t) - self._basis_mean) @ self._coef
+            out.append(psi.astype(t.dtype, copy=False))
+        return as_output_form(out, is_list)
+
+    def score(self, X, y=None):
+        """VAMP-2 score of held-out trajectory data under the fitted model.
+
+        The covariances of the held-out data are projected on the learned eigenfunctions
+        (the outputs of ``transform``) and the score is ``1 + sum_i s_i^2`` over their
+        ``n_components_`` singular values (reversibly symmetrised when ``reversible``). It is
+        at most ``1 + n_components_``. Scores at different lag times are not comparable.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_features) or list of such arrays
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        psi = self.transform(X)
+        return vamp2_score(psi, self.lag_time, reversible=self.reversible, epsilon=self.epsilon)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.non_deterministic = False
+        return tags
