@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
 ACTIVATIONS = {
@@ -173,13 +173,22 @@ class SklssNet(NeuralNet):
         try:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         except KeyboardInterrupt:
-            warnings.warn(
-                f"Training interrupted after {len(self.history)} epochs; keeping the best "
-                "weights so far.",
-                UserWarning,
-                stacklevel=2,
-            )
+            # skorch's EarlyStopping also stops training with a KeyboardInterrupt.
+            if not _early_stopping_triggered(self):
+                warnings.warn(
+                    f"Training interrupted after {len(self.history)} epochs; keeping the best "
+                    "weights so far.",
+                    UserWarning,
+                    stacklevel=2,
+                )
             raise
+
+
+def _early_stopping_triggered(net):
+    for _, cb in getattr(net, "callbacks_", []):
+        if isinstance(cb, EarlyStopping) and getattr(cb, "misses_", 0) >= cb.patience:
+            return True
+    return False
 
 
 def history_to_dict(history, columns):

@@ -172,8 +172,8 @@ def lagged_pairs(trajs, lag_time, *, warn=True):
 def split_train_valid(trajs, fraction, lag_time):
     """Hold out contiguous blocks for validation, never frames shuffled out of a trajectory.
 
-    With several trajectories and a large enough fraction, whole trajectories are held out
-    (the last ones, so the split is deterministic). Otherwise the last ``fraction`` of each
+    When ``fraction`` of the number of trajectories rounds to at least one, that many whole
+    trajectories are held out (the last ones, so the split is deterministic). Otherwise the last ``fraction`` of each
     trajectory is held out, and ``lag_time`` frames between the two parts are dropped so that no
     pair of the training part is correlated with the validation part at that lag.
 
@@ -182,18 +182,9 @@ def split_train_valid(trajs, fraction, lag_time):
     """
     if fraction <= 0:
         return list(trajs), []
-    lengths = np.array([len(t) for t in trajs])
-    total = lengths.sum()
-    if len(trajs) >= 3:
-        n_valid = 0
-        acc = 0
-        for n in lengths[::-1]:
-            if acc + n > fraction * total * 1.5:
-                break
-            acc += n
-            n_valid += 1
-        if n_valid and acc >= fraction * total * 0.5 and n_valid < len(trajs):
-            return list(trajs[:-n_valid]), list(trajs[-n_valid:])
+    n_valid = int(round(fraction * len(trajs)))
+    if 1 <= n_valid < len(trajs):
+        return list(trajs[:-n_valid]), list(trajs[-n_valid:])
     train, valid = [], []
     for t in trajs:
         n_valid = int(round(fraction * len(t)))

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+from conftest import ar1
+
+from sklss.metrics import (
+    free_energy_profile,
+    free_energy_rmse,
+    implied_timescales,
+    js_divergence,
+    timescales_from_eigenvalues,
+    vamp2_score,
+)
+
+
+@pytest.mark.parametrize("lag", [1, 3])
+def test_vamp2_of_ar1_matches_squared_autocorrelation(lag):
+    a = 0.8
+    x = ar1(200_000, [a], random_state=1)
+    # For a linear Gaussian process the one singular value at lag tau is a**tau.
+    assert vamp2_score(x, lag) == pytest.approx(1 + a ** (2 * lag), abs=0.01)
+
+
+def test_vamp2_counts_each_independent_process():
+    a = np.array([0.9, 0.5])
+    x = ar1(200_000, a, random_state=2)
+    assert vamp2_score(x, 2) == pytest.approx(1 + np.sum(a**4), abs=0.01)
+    assert vamp2_score(x, 2, n_components=1) == pytest.approx(1 + 0.9**4, abs=0.01)
+
+
+def test_vamp2_is_larger_for_the_slow_coordinate_than_for_noise():
+    rng = np.random.default_rng(0)
+    slow = ar1(20_000, [0.95], random_state=3)
+    noise = rng.normal(size=(20_000, 1))
+    assert vamp2_score(slow, 1) > 1.8
+    assert vamp2_score(noise, 1) < 1.01
+
+
+def test_implied_timescales_of_ar1_processes():
+    a = np.array([0.98, 0.9])
+    x = ar1(300_000, a, random_state=4)
+    ts = implied_timescales(x, 5)
+    expected = -1 / np.log(a)
+    np.testing.assert_allclose(ts, expected, rtol=0.08)
+    # In physical units, dt scales every timescale.
+    np.testing.assert_allclose(implied_timescales(x, 5, dt=0.5), 0.5 * ts)
+
+
+def test_timescales_from_eigenvalues_edge_cases():
+    ts = timescales_from_eigenvalues([np.exp(-1 / 10), 1.0, 0.0], lag_time=2)
+    np.testing.assert_allclose(ts[0], 20.0)
+    assert np.isinf(ts[1])
+    assert ts[2] == 0.0
+
+
+def test_free_energy_profile_of_gaussian_is_parabola():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=2_000_000)
+    F, edges = free_energy_profile(x, bins=40, range=(-2, 2))
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    assert free_energy_rmse(F, 0.5 * centres**2) < 0.02
+    assert F.min() == 0.0
+
+
+def test_free_energy_rmse_ignores_additive_constant_and_empty_bins():
+    F = np.array([0.0, 1.0, 2.0, np.inf])
+    G = np.array([5.0, 6.0, 7.0, 3.0])
+    assert free_energy_rmse(F, G) == pytest.approx(0.0)
+    assert free_energy_rmse(F, G + np.array([0, 0, 0.3, 0])) == pytest.approx(
+        np.std([0, 0, 0.3]), rel=1e-12
+    )
+    with pytest.raises(ValueError, match="no populated bin"):
+        free_energy_rmse([np.inf, 1.0], [1.0, np.inf])
+
+
+def test_free_energy_rmse_restricts_to_low_free_energy_bins():
+    F = np.array([0.0, 1.0, 5.0])
+    G = np.array([0.0, 1.0, 9.0])
+    assert free_energy_rmse(F, G, max_free_energy=4) == pytest.approx(0.0)
+    assert free_energy_rmse(F, G) > 1.0
+
+
+def test_js_divergence_bounds():
+    p = np.array([1.0, 2.0, 3.0])
+    assert js_divergence(p, 2 * p) == pytest.approx(0.0)
+    assert js_divergence([1, 0], [0, 1]) == pytest.approx(1.0)
+    assert 0 < js_divergence([1, 1], [1, 3]) < 1
+    with pytest.raises(ValueError, match="same shape"):
+        js_divergence([1, 2], [1, 2, 3])
+
+
+def test_metrics_reject_nan_with_location():
+    x = np.zeros((10, 1))
+    x[4] = np.nan
+    with pytest.raises(ValueError, match="trajectory 0, frame 4"):
+        vamp2_score(x, 1)
