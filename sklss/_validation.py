@@ -173,9 +173,9 @@ def split_train_valid(trajs, fraction, lag_time):
     """Hold out contiguous blocks for validation, never frames shuffled out of a trajectory.
 
     When ``fraction`` of the number of trajectories rounds to at least one, that many whole
-    trajectories are held out (the last ones, so the split is deterministic). Otherwise the last ``fraction`` of each
-    trajectory is held out, and ``lag_time`` frames between the two parts are dropped so that no
-    pair of the training part is correlated with the validation part at that lag.
+    trajectories are held out (the last ones, so the split is deterministic). Otherwise the
+    last ``fraction`` of each trajectory is held out, and ``lag_time`` frames between the two
+    parts are dropped so that no training pair reaches into the validation block.
 
     Returns ``(train_trajs, valid_trajs)``; ``valid_trajs`` is empty when ``fraction`` is 0 or the
     data are too short to hold anything out.
