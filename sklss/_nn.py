@@ -201,3 +201,16 @@ def history_to_dict(history, columns):
     for key, (name, sign) in columns.items():
         out[name] = [float(sign * row[key]) if key in row else None for row in history]
     return out
+
+
+def check_hidden_layer_sizes(hidden_layer_sizes):
+    """Return ``hidden_layer_sizes`` as a tuple of positive ints, or raise a ValueError."""
+    sizes = tuple(np.atleast_1d(hidden_layer_sizes).tolist())
+    if not sizes or not all(
+        isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in sizes
+    ):
+        raise ValueError(
+            "The 'hidden_layer_sizes' parameter must contain positive integers; "
+            f"got {hidden_layer_sizes!r}."
+        )
+    return sizes

@@ -195,3 +195,95 @@ def split_train_valid(trajs, fraction, lag_time):
         train.append(t[:n_train])
         valid.append(t[n_train + lag_time :])
     return train, valid
+
+
+def check_paired_targets(estimator, Y, trajs, is_list, *, name="Y", dtype=FLOAT_DTYPES):
+    """Validate targets ``Y`` that pair frame by frame with validated trajectories ``trajs``.
+
+    ``Y`` takes the same form as the ``X`` that gave ``trajs``: one array, or a list with one
+    array per trajectory. Each array is ``(n_frames,)`` or ``(n_frames, n_outputs)`` and must
+    have as many frames as its trajectory. ``estimator`` only names itself in error messages;
+    its fitted attributes are left alone.
+
+    Returns
+    -------
+    targets : list of ndarray
+        One 2-D, finite array per trajectory.
+    is_1d : bool
+        Whether the targets were 1-D (a single output), so predictions can be returned 1-D.
+    """
+    from sklearn.utils import check_array
+
+    owner = type(estimator).__name__
+    if Y is None:
+        raise ValueError(
+            f"{owner} requires y to be passed, but the target y is None ({name} holds the "
+            "targets, frame-aligned with X)."
+        )
+    y_is_list = is_trajectory_list(Y) or (
+        is_list and isinstance(Y, (list, tuple)) and all(hasattr(y, "shape") for y in Y)
+    )
+    if is_list != y_is_list:
+        form = f"a list of {len(trajs)} trajectories" if is_list else "a single array"
+        raise ValueError(f"X is {form}, so {name} must be {form} too, with the same frames.")
+    items = list(Y) if is_list else [Y]
+    if len(items) != len(trajs):
+        raise ValueError(
+            f"X has {len(trajs)} trajectories but {name} has {len(items)}; they must pair up."
+        )
+    targets, ndims = [], set()
+    for i, (y, x) in enumerate(zip(items, trajs)):
+        index = i if is_list else None
+        _reject_bad_kinds(y, index, name)
+        y = check_array(
+            y,
+            dtype=dtype,
+            ensure_2d=False,
+            ensure_all_finite=False,
+            ensure_min_samples=1,
+            input_name=name,
+            estimator=estimator,
+        )
+        if y.ndim not in (1, 2):
+            raise ValueError(f"{name} must be 1-D or 2-D; got shape {y.shape}.")
+        ndims.add(y.ndim)
+        y = y.reshape(len(y), -1)
+        if len(y) != len(x):
+            where = f" in trajectory {i}" if is_list else ""
+            raise ValueError(
+                f"Found input variables with inconsistent numbers of samples{where}: "
+                f"X has {len(x)} frames but {name} has {len(y)}."
+            )
+        _check_finite(y, index, name)
+        if targets and y.shape[1] != targets[0].shape[1]:
+            raise ValueError(
+                f"All trajectories in {name} must have the same number of outputs: trajectory "
+                f"0 has shape {targets[0].shape} but trajectory {i} has shape {y.shape}."
+            )
+        targets.append(y)
+    if len(ndims) > 1:
+        raise ValueError(f"The trajectories in {name} mix 1-D and 2-D arrays.")
+    return targets, ndims == {1}
+
+
+def feature_mean_and_scale(trajs):
+    """Per-feature mean and standard deviation of trajectory data, for standardisation.
+
+    Computed in float64 over all frames of all trajectories. A feature whose standard deviation
+    is negligible next to its magnitude counts as constant and gets a scale of 1, so that
+    standardising never divides by zero.
+
+    Returns
+    -------
+    mean, scale : ndarray of shape (n_features,)
+        float64.
+    constant : ndarray of int
+        Indices of the constant features.
+    """
+    n = sum(len(t) for t in trajs)
+    mean = sum(t.sum(axis=0, dtype=np.float64) for t in trajs) / n
+    var = sum(((t - mean) ** 2).sum(axis=0, dtype=np.float64) for t in trajs) / n
+    scale = np.sqrt(var)
+    constant = np.flatnonzero(scale <= 1e-12 * np.maximum(1.0, np.abs(mean)))
+    scale[constant] = 1.0
+    return mean, scale, constant

@@ -20,6 +20,7 @@ from ._nn import (
     FiniteLossGuard,
     SklssNet,
     TensorBatchLoader,
+    check_hidden_layer_sizes,
     derive_seeds,
     history_to_dict,
     make_mlp,
@@ -31,6 +32,7 @@ from ._validation import (
     as_output_form,
     check_lag_time,
     check_trajectories,
+    feature_mean_and_scale,
     lagged_pairs,
     split_train_valid,
 )
@@ -287,7 +289,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         """
         trajs, _ = check_trajectories(self, X, reset=True)
         lag = check_lag_time(self.lag_time)
-        hidden = self._check_hidden_layer_sizes()
+        hidden = check_hidden_layer_sizes(self.hidden_layer_sizes)
         n_basis = self._basis_size()
         if self.batch_size <= n_basis:
             raise ValueError(
@@ -367,15 +369,6 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         self._fit_vac(trajs, lag)
         return self
 
-    def _check_hidden_layer_sizes(self):
-        sizes = tuple(np.atleast_1d(self.hidden_layer_sizes).tolist())
-        if not all(isinstance(s, Integral) and s > 0 for s in sizes):
-            raise ValueError(
-                "The 'hidden_layer_sizes' parameter must contain positive integers; "
-                f"got {self.hidden_layer_sizes!r}."
-            )
-        return sizes
-
     def _basis_size(self):
         if self.n_basis is not None:
             if self.n_components != "auto" and self.n_basis < self.n_components:
@@ -386,11 +379,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         return _AUTO_BASIS_SIZE if self.n_components == "auto" else self.n_components
 
     def _fit_input_scaling(self, trajs):
-        n = sum(len(t) for t in trajs)
-        mean = sum(t.sum(axis=0, dtype=np.float64) for t in trajs) / n
-        var = sum(((t - mean) ** 2).sum(axis=0, dtype=np.float64) for t in trajs) / n
-        scale = np.sqrt(var)
-        constant = np.flatnonzero(scale <= 1e-12 * np.maximum(1.0, np.abs(mean)))
+        mean, scale, constant = feature_mean_and_scale(trajs)
         if len(constant) == len(scale):
             raise ValueError(
                 "Every feature of X is constant: there is no variance to learn slow "
@@ -402,7 +391,6 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
-        scale[constant] = 1.0
         self._input_mean = mean
         self._input_scale = scale
 
