@@ -9,6 +9,9 @@ from ._covariance import koopman_matrix, lagged_covariances, vamp2_from_covarian
 from ._validation import check_lag_time, is_trajectory_list, lagged_pairs
 
 __all__ = [
+    "autocorrelation",
+    "autocorrelation_timescales",
+    "block_average",
     "free_energy_profile",
     "free_energy_rmse",
     "js_divergence",
@@ -80,19 +83,38 @@ def timescales_from_eigenvalues(eigenvalues, lag_time, dt=1.0):
     return t
 
 
-def implied_timescales(X, lag_time, *, n_components=None, reversible=True, dt=1.0, epsilon=1e-6):
-    """Implied timescales of the linear VAC (TICA) model on the coordinates ``X``.
+def implied_timescales(
+    X,
+    lag_time,
+    *,
+    method="vac",
+    n_components=None,
+    reversible=True,
+    dt=1.0,
+    epsilon=1e-6,
+    max_lag=None,
+):
+    """Implied timescales of the coordinates ``X``.
 
-    Solves the generalised eigenproblem ``C0t v = lambda C00 v`` of the (by default
-    reversibly symmetrised) covariances and returns ``-lag_time * dt / ln|lambda_i|`` in
-    descending order. For coordinates that span the slow eigenfunctions (for example an
-    SRV's output) these are the system's relaxation timescales.
+    ``method="vac"`` solves the generalised eigenproblem ``C0t v = lambda C00 v`` of the (by
+    default reversibly symmetrised) covariances at ``lag_time`` and returns
+    ``-lag_time * dt / ln|lambda_i|`` in descending order: for coordinates that span the slow
+    eigenfunctions (for example an SRV's output) these are the relaxation timescales.
+
+    ``method="autocorrelation"`` fits ``exp(-t / t_i)`` to the autocorrelation of each
+    coordinate separately (see :func:`autocorrelation_timescales`), as the latent space
+    simulator paper does for the columns of latent trajectories; ``lag_time`` is ignored.
 
     Returns
     -------
     timescales : ndarray of shape (n_components,)
         In frames, or in the units of ``dt``.
     """
+    if method == "autocorrelation":
+        ts, _ = autocorrelation_timescales(X, dt=dt, max_lag=max_lag, n_blocks=1)
+        return ts if n_components is None else ts[:n_components]
+    if method != "vac":
+        raise ValueError(f"method must be 'vac' or 'autocorrelation'; got {method!r}.")
     lag_time = check_lag_time(lag_time)
     X0, Xt = lagged_pairs(_as_trajectories(X), lag_time)
     C00, C0t, Ctt, _, _ = lagged_covariances(X0, Xt, reversible=reversible)
@@ -104,6 +126,130 @@ def implied_timescales(X, lag_time, *, n_components=None, reversible=True, dt=1.
     if n_components is not None:
         lam = lam[:n_components]
     return timescales_from_eigenvalues(lam, lag_time, dt)
+
+
+def autocorrelation(X, max_lag):
+    """Normalised autocorrelation of each coordinate at lags ``0..max_lag`` frames.
+
+    The mean and variance are pooled over all trajectories, and products are formed within
+    each trajectory only, so ``C(0) = 1`` and ``C(k)`` is the correlation of ``x_t`` with
+    ``x_{t+k}``.
+
+    Returns
+    -------
+    acf : ndarray of shape (max_lag + 1, n_features)
+    """
+    trajs = _as_trajectories(X)
+    max_lag = int(max_lag)
+    if max_lag < 0:
+        raise ValueError(f"max_lag must be non-negative; got {max_lag}.")
+    longest = max(len(t) for t in trajs)
+    if max_lag >= longest:
+        raise ValueError(f"max_lag={max_lag} must be below the longest trajectory ({longest}).")
+    allx = np.concatenate(trajs)
+    mean, var = allx.mean(axis=0), allx.var(axis=0)
+    var = np.where(var > 0, var, 1.0)
+    sums = np.zeros((max_lag + 1, allx.shape[1]))
+    counts = np.zeros(max_lag + 1)
+    for t in trajs:
+        d = t - mean
+        n = len(d)
+        # FFT correlation: O(n log n) for all lags at once.
+        size = 1 << int(np.ceil(np.log2(2 * n)))
+        f = np.fft.rfft(d, n=size, axis=0)
+        full = np.fft.irfft(f * np.conj(f), n=size, axis=0)[: min(n, max_lag + 1)]
+        sums[: len(full)] += full
+        counts[: len(full)] += n - np.arange(len(full))
+    return sums / counts[:, None] / var
+
+
+def _fit_exponential(acf, dt):
+    """Fit ``exp(-k dt / tau)`` to one autocorrelation curve by least squares; return tau."""
+    from scipy.optimize import curve_fit
+
+    k = np.arange(len(acf)) * dt
+    below = np.flatnonzero(acf < np.exp(-1))
+    guess = k[below[0]] if len(below) else k[-1]
+    guess = max(guess, dt)
+    try:
+        (tau,), _ = curve_fit(
+            lambda t, tau: np.exp(-t / tau), k, acf, p0=[guess], bounds=(1e-12 * dt, np.inf)
+        )
+    except RuntimeError:
+        tau = guess
+    return float(tau)
+
+
+def autocorrelation_timescales(X, *, dt=1.0, max_lag=None, n_blocks=5):
+    """Relaxation time of each coordinate from an exponential fit to its autocorrelation.
+
+    For an eigenfunction ``psi_i`` of a reversible transfer operator the autocorrelation is
+    exactly ``exp(-t / t_i)``, so fitting it recovers the implied timescale ``t_i`` without an
+    eigen-solve; this is how the latent space simulator paper compares MD with synthetic
+    trajectories (its section 3.2).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_frames, n_features) or list of them
+        Trajectory data; consecutive frames are ``dt`` apart.
+    dt : float, default=1.0
+        Time between frames. Synthetic trajectories from an MDN advance one lag time per
+        step, so pass ``dt=lag_time`` to get their timescales in MD frames.
+    max_lag : int, default=None
+        Last lag (in frames of ``X``) included in the fit. ``None`` fits each coordinate up
+        to where its autocorrelation first falls below ``exp(-2)``, the range where the
+        slowest exponential dominates and noise is still small.
+    n_blocks : int, default=5
+        The standard error comes from fits to ``n_blocks`` contiguous blocks (each trajectory
+        cut into ``n_blocks`` parts; block ``k`` holds the ``k``-th parts). 1 gives no error.
+
+    Returns
+    -------
+    timescales : ndarray of shape (n_features,)
+        In the units of ``dt``.
+    std_errors : ndarray of shape (n_features,)
+        Standard errors of the block estimates (``nan`` with ``n_blocks=1``).
+    """
+    trajs = _as_trajectories(X)
+    shortest_block = min(len(t) for t in trajs) // max(n_blocks, 1)
+
+    def fit(data):
+        longest = max(len(t) for t in data)
+        limit = longest - 1 if max_lag is None else min(int(max_lag), longest - 1)
+        acf = autocorrelation(data, limit)
+        taus = []
+        for j in range(acf.shape[1]):
+            a = acf[:, j]
+            if max_lag is None:
+                below = np.flatnonzero(a < np.exp(-2))
+                a = a[: max(below[0] + 1, 3)] if len(below) else a
+            taus.append(_fit_exponential(a, dt))
+        return np.array(taus)
+
+    timescales = fit(trajs)
+    if n_blocks <= 1:
+        return timescales, np.full_like(timescales, np.nan)
+    if shortest_block < 3:
+        raise ValueError(
+            f"Trajectories are too short to cut into n_blocks={n_blocks} blocks of 3+ frames."
+        )
+    blocks = [[np.array_split(t, n_blocks)[k] for t in trajs] for k in range(n_blocks)]
+    _, sem = block_average([fit(b) for b in blocks])
+    return timescales, sem
+
+
+def block_average(values):
+    """Mean and standard error of per-block estimates (stacked along the first axis).
+
+    Returns
+    -------
+    mean, std_error : ndarray
+        ``std_error = std(values, ddof=1) / sqrt(n_blocks)``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        raise ValueError("block_average needs at least two blocks.")
+    return values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(len(values))
 
 
 def free_energy_profile(x, bins=50, range=None, kT=1.0, weights=None):

@@ -93,3 +93,54 @@ def test_metrics_reject_nan_with_location():
     x[4] = np.nan
     with pytest.raises(ValueError, match="trajectory 0, frame 4"):
         vamp2_score(x, 1)
+
+
+def test_autocorrelation_of_ar1_is_geometric():
+    from sklss.metrics import autocorrelation
+
+    a = 0.9
+    x = ar1(200_000, [a], random_state=5)
+    acf = autocorrelation(x, 10)[:, 0]
+    np.testing.assert_allclose(acf, a ** np.arange(11), atol=0.02)
+    assert acf[0] == pytest.approx(1.0)
+
+
+def test_autocorrelation_never_correlates_across_trajectories():
+    from sklss.metrics import autocorrelation
+
+    rng = np.random.default_rng(0)
+    trajs = [rng.normal(size=(1000, 1)) for _ in range(20)]
+    acf = autocorrelation(trajs, 3)[:, 0]
+    np.testing.assert_allclose(acf[1:], 0, atol=0.03)
+
+
+def test_autocorrelation_timescales_of_ar1_with_block_errors():
+    from sklss.metrics import autocorrelation_timescales
+
+    a = np.array([0.98, 0.8])
+    x = ar1(400_000, a, random_state=6)
+    ts, se = autocorrelation_timescales(x, dt=2.0)
+    expected = -2.0 / np.log(a)
+    np.testing.assert_allclose(ts, expected, rtol=0.05)
+    assert np.all(se > 0) and np.all(se < 0.1 * ts)
+    # The block error should be of the same order as the actual error.
+    assert np.all(np.abs(ts - expected) < 5 * se + 0.01 * expected)
+
+
+def test_block_average_standard_error():
+    from sklss.metrics import block_average
+
+    mean, se = block_average([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert mean == pytest.approx(3.0)
+    assert se == pytest.approx(np.std([1, 2, 3, 4, 5], ddof=1) / np.sqrt(5))
+    with pytest.raises(ValueError, match="two blocks"):
+        block_average([1.0])
+
+
+def test_implied_timescales_methods_agree_on_ar1():
+    x = ar1(300_000, [0.95], random_state=7)
+    vac = implied_timescales(x, 2)
+    acf = implied_timescales(x, 2, method="autocorrelation")
+    np.testing.assert_allclose(vac, acf, rtol=0.05)
+    with pytest.raises(ValueError, match="method"):
+        implied_timescales(x, 2, method="magic")

@@ -1,0 +1,32 @@
+"""Toy systems with known answers, for testing and benchmarking latent space simulators.
+
+* :func:`four_well` -- Brownian dynamics in the one-dimensional four-well potential of
+  Sidky, Chen & Ferguson (2020), section 3.1; :func:`four_well_reference` gives its exact
+  stationary density, implied timescales and transition matrices on a fine grid.
+* :func:`hidden_wells` -- a two-dimensional three-well system with two slow processes,
+  observed only through a fixed, injective, nonlinear map to many noisy features;
+  :func:`hidden_wells_reference` gives its exact stationary density, timescales and
+  eigenfunctions.
+
+Every generator returns trajectory data (one float64 array of shape
+``(n_frames, n_features)``, or a list of them), counts time in frames, and takes a
+``random_state`` without touching numpy's global random state.
+"""
+
+from ._four_well import four_well, four_well_potential, four_well_reference
+from ._hidden_wells import (
+    hidden_wells,
+    hidden_wells_features,
+    hidden_wells_potential,
+    hidden_wells_reference,
+)
+
+__all__ = [
+    "four_well",
+    "four_well_potential",
+    "four_well_reference",
+    "hidden_wells",
+    "hidden_wells_features",
+    "hidden_wells_potential",
+    "hidden_wells_reference",
+]

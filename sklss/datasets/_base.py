@@ -1,0 +1,94 @@
+"""Shared helpers of the toy-system generators: argument checks, random streams, sampling."""
+
+from numbers import Integral, Real
+
+import numpy as np
+
+
+def check_int(name, value, low=1):
+    """Return ``value`` as an int, or raise a ValueError naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        raise ValueError(
+            f"The '{name}' parameter must be an int in the range [{low}, inf). Got {value!r}."
+        )
+    return int(value)
+
+
+def check_positive(name, value, *, allow_zero=False):
+    """Return ``value`` as a finite float > 0 (or >= 0), or raise a ValueError naming it."""
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, Real)
+        and np.isfinite(value)
+        and (value >= 0 if allow_zero else value > 0)
+    )
+    if not ok:
+        bound = "[0, inf)" if allow_zero else "(0, inf)"
+        raise ValueError(
+            f"The '{name}' parameter must be a finite float in the range {bound}. Got {value!r}."
+        )
+    return float(value)
+
+
+def check_rng(random_state):
+    """Random stream for ``random_state``, never numpy's global one.
+
+    ``None`` gives a generator seeded from fresh operating-system entropy, an int a generator
+    seeded with it (the same stream every time), and a ``RandomState`` or ``Generator``
+    instance is used (and advanced) as it is.
+    """
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
+        return random_state
+    if (
+        isinstance(random_state, Integral)
+        and not isinstance(random_state, bool)
+        and 0 <= random_state < 2**32
+    ):
+        return np.random.default_rng(int(random_state))
+    raise ValueError(
+        "The 'random_state' parameter must be None, an int in the range [0, 2**32), a "
+        f"numpy RandomState or a numpy Generator. Got {random_state!r}."
+    )
+
+
+def check_start(name, value, n_trajectories, n_dim):
+    """Starting points as an array of shape ``(n_trajectories, n_dim)``, or ``None``.
+
+    A single point is used for every trajectory.
+    """
+    if value is None:
+        return None
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"The '{name}' parameter must be None or an array of numbers. Got {value!r}."
+        ) from None
+    if arr.size == n_dim:
+        arr = np.broadcast_to(arr.reshape(1, n_dim), (n_trajectories, n_dim))
+    elif arr.size == n_trajectories * n_dim:
+        arr = arr.reshape(n_trajectories, n_dim)
+    else:
+        raise ValueError(
+            f"The '{name}' parameter must hold one point of dimension {n_dim} or one per "
+            f"trajectory (n_trajectories={n_trajectories}); got an array of shape {arr.shape}."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"The '{name}' parameter contains NaN or inf: {value!r}.")
+    return np.array(arr)
+
+
+def sample_cells(weights, size, rng):
+    """Indices of cells drawn with probability proportional to ``weights`` (a flat array)."""
+    cdf = np.cumsum(weights, dtype=np.float64)
+    cdf /= cdf[-1]
+    u = rng.random(size)
+    return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
+
+
+def as_trajectory_data(columns, n_trajectories):
+    """One array for a single trajectory, a list of contiguous arrays for several."""
+    trajs = [np.ascontiguousarray(c, dtype=np.float64) for c in columns]
+    return trajs[0] if n_trajectories == 1 else trajs
