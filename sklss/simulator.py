@@ -1,0 +1,388 @@
+"""The latent space simulator: encoder, propagator and decoder fitted and run as one."""
+
+from dataclasses import dataclass
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+
+from ._compat import HasMethods, Interval, StrOptions, _fit_context
+from ._nn import derive_seeds
+from ._validation import as_output_form, check_trajectories
+from .metrics import (
+    autocorrelation_timescales,
+    free_energy_profile,
+    free_energy_rmse,
+    vamp2_score,
+)
+
+# Latent frames decoded per call when generating configurations: bounds the memory in use.
+_DECODE_CHUNK = 262_144
+_SCORING = ("free_energy_rmse", "vamp2", "log_likelihood", "timescale_error")
+
+
+@dataclass
+class SimulationResult:
+    """What :meth:`LatentSpaceSimulator.sample` returns.
+
+    Attributes
+    ----------
+    latent : ndarray of shape (n_starts, n_steps, n_components)
+        Latent trajectories; consecutive steps are one ``lag_time`` apart.
+    configurations : ndarray of shape (n_starts, n_steps, n_outputs) or None
+        Decoded configurations, or ``None`` when not decoded.
+    lag_time : int
+        Frames of the training data per step.
+    """
+
+    latent: np.ndarray
+    configurations: np.ndarray | None
+    lag_time: int
+
+    def __iter__(self):
+        yield self.latent
+        yield self.configurations
+
+
+def _default(component, kind):
+    if component is not None:
+        return component
+    from .decoder import CWGANDecoder
+    from .encoder import SRVTransformer
+    from .propagator import MDNPropagator
+
+    return {"encoder": SRVTransformer, "propagator": MDNPropagator, "decoder": CWGANDecoder}[kind]()
+
+
+def _frames(data):
+    return data if isinstance(data, list) else [data]
+
+
+class LatentSpaceSimulator(BaseEstimator):
+    """A molecular latent space simulator (LSS): encode, propagate, decode.
+
+    ``fit`` trains the three components in sequence: the encoder on the features ``X``, the
+    propagator on the encoded trajectories (keeping their trajectory structure), and the
+    decoder on pairs of latent points and configurations ``Y``. ``sample`` encodes start
+    frames, samples long latent trajectories with the propagator and decodes every frame.
+
+    Parameters
+    ----------
+    encoder : estimator, "passthrough" or None, default=None
+        Maps features to latent coordinates (``fit``/``transform``). ``None`` means
+        ``SRVTransformer()``; ``"passthrough"`` propagates in ``X`` directly, as in the
+        paper's one-dimensional four-well test.
+    propagator : estimator or None, default=None
+        Learns and samples ``p(psi_{t+tau} | psi_t)`` (``fit``/``sample``/``score``). ``None``
+        means ``MDNPropagator()``.
+    decoder : estimator, "passthrough" or None, default=None
+        Generates configurations from latent points (``fit(psi, Y)``/``sample``). ``None``
+        means ``CWGANDecoder()``; ``"passthrough"`` gives a latent-only simulator.
+    lag_time : int, default=None
+        Sets ``lag_time`` of both encoder and propagator; ``None`` keeps their own values.
+    scoring : str, default="free_energy_rmse"
+        What :meth:`score` returns (higher is better): ``"free_energy_rmse"`` (negated, along
+        psi_1), ``"timescale_error"`` (negated relative error of the slowest timescale),
+        ``"vamp2"`` or ``"log_likelihood"`` (the propagator's). Only the first two compare
+        models with different lag times.
+    random_state : int, RandomState instance or None, default=None
+        When given, the three components get distinct seeds derived from it (overriding
+        their own ``random_state``), and :meth:`score` simulates with a fixed seed.
+    verbose : int, default=0
+        0 is silent; 1 reports each stage and shows a progress bar while decoding.
+
+    Attributes
+    ----------
+    encoder_, propagator_, decoder_ : estimator or "passthrough"
+        Fitted clones of the components; the constructor arguments are never modified.
+    lag_time_ : int
+        The lag time in frames that the propagator advances per step.
+    n_features_in_ : int
+        Number of features of ``X``.
+
+    See Also
+    --------
+    sklss.SRVTransformer, sklss.MDNPropagator, sklss.CWGANDecoder
+
+    Examples
+    --------
+    >>> from sklss import LatentSpaceSimulator, MDNPropagator
+    >>> from sklss.datasets import four_well
+    >>> X = four_well(200_000, stride=10, random_state=0)
+    >>> lss = LatentSpaceSimulator(
+    ...     "passthrough", MDNPropagator(n_kernels=4, max_epochs=3), "passthrough",
+    ...     lag_time=10, random_state=0,
+    ... ).fit(X)
+    >>> lss.sample(X[:2], n_steps=100, random_state=0).latent.shape
+    (2, 100, 1)
+    """
+
+    _parameter_constraints = {
+        "encoder": [None, StrOptions({"passthrough"}), HasMethods(["fit", "transform"])],
+        "propagator": [None, HasMethods(["fit", "sample"])],
+        "decoder": [None, StrOptions({"passthrough"}), HasMethods(["fit", "sample"])],
+        "lag_time": [Interval(Integral, 1, None, closed="left"), None],
+        "scoring": [StrOptions(set(_SCORING))],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        encoder=None,
+        propagator=None,
+        decoder=None,
+        *,
+        lag_time=None,
+        scoring="free_energy_rmse",
+        random_state=None,
+        verbose=0,
+    ):
+        self.encoder = encoder
+        self.propagator = propagator
+        self.decoder = decoder
+        self.lag_time = lag_time
+        self.scoring = scoring
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _log(self, message):
+        if self.verbose:
+            print(f"[LatentSpaceSimulator] {message}", flush=True)
+
+    def _component(self, kind, seed):
+        est = _default(getattr(self, kind), kind)
+        if isinstance(est, str):
+            return est
+        est = clone(est)
+        params = est.get_params(deep=False)
+        if self.lag_time is not None and kind in ("encoder", "propagator"):
+            est.set_params(lag_time=self.lag_time)
+        if self.random_state is not None and "random_state" in params:
+            est.set_params(random_state=seed)
+        return est
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, Y=None):
+        """Fit the encoder on ``X``, the propagator on the encoded ``X``, the decoder on both.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_features) or list of such arrays
+            Trajectory data of features.
+        Y : array-like of shape (n_frames, n_outputs) or list of such arrays, default=None
+            Configurations, aligned with ``X`` frame by frame (trajectory by trajectory).
+            ``None`` decodes to ``X`` itself.
+
+        Returns
+        -------
+        self : LatentSpaceSimulator
+        """
+        trajs, is_list = check_trajectories(self, X, reset=True)
+        X = as_output_form(trajs, is_list)
+        seeds = derive_seeds(self.random_state, 3) if self.random_state is not None else [None] * 3
+        self.encoder_ = self._component("encoder", seeds[0])
+        self.propagator_ = self._component("propagator", seeds[1])
+        self.decoder_ = self._component("decoder", seeds[2])
+
+        if self.encoder_ == "passthrough":
+            psi = X
+        else:
+            self._log(f"fitting the encoder {type(self.encoder_).__name__}")
+            psi = self.encoder_.fit(X).transform(X)
+        self._log(f"fitting the propagator {type(self.propagator_).__name__}")
+        self.propagator_.fit(psi)
+        self.lag_time_ = int(self.propagator_.lag_time)
+        if self.decoder_ != "passthrough":
+            self._log(f"fitting the decoder {type(self.decoder_).__name__}")
+            self.decoder_.fit(psi, X if Y is None else Y)
+        return self
+
+    def transform(self, X):
+        """Latent coordinates of trajectory data (the encoder's output, or ``X``)."""
+        check_is_fitted(self)
+        trajs, is_list = check_trajectories(self, X, reset=False)
+        X = as_output_form(trajs, is_list)
+        return X if self.encoder_ == "passthrough" else self.encoder_.transform(X)
+
+    def sample(
+        self,
+        X0,
+        n_steps,
+        random_state=None,
+        *,
+        decode=True,
+        out=None,
+    ):
+        """Generate trajectories from start frames.
+
+        Parameters
+        ----------
+        X0 : array-like of shape (n_starts, n_features)
+            Start frames in feature space, one per trajectory.
+        n_steps : int
+            Frames per trajectory, step 0 included; consecutive frames are ``lag_time_``
+            frames of the training data apart.
+        random_state : int, RandomState instance or None, default=None
+            Seeds propagation and decoding; the same int gives identical samples.
+        decode : bool, default=True
+            Decode the latent trajectories into configurations (ignored with a passthrough
+            decoder).
+        out : str or path-like, default=None
+            A directory to stream the results into, as ``latent.npy`` and
+            ``configurations.npy`` (memory-mapped ``.npy`` files), for runs larger than
+            memory. The arrays in the result are then those memory maps.
+
+        Returns
+        -------
+        result : SimulationResult
+            ``.latent`` of shape (n_starts, n_steps, n_components) and ``.configurations``
+            of shape (n_starts, n_steps, n_outputs) or ``None``.
+        """
+        check_is_fitted(self)
+        starts, is_list = check_trajectories(self, X0, reset=False, name="X0")
+        if is_list:
+            raise ValueError("X0 must be one 2-D array of start frames, not a list.")
+        psi0 = starts[0] if self.encoder_ == "passthrough" else self.encoder_.transform(starts[0])
+        seed_p, seed_d = derive_seeds(random_state, 2)
+        decode = decode and self.decoder_ != "passthrough"
+        latent_out = configs_out = None
+        if out is not None:
+            from numpy.lib.format import open_memmap
+
+            folder = Path(out)
+            folder.mkdir(parents=True, exist_ok=True)
+            shape = (len(psi0), int(n_steps), psi0.shape[1])
+            latent_out = open_memmap(
+                folder / "latent.npy", mode="w+", dtype=psi0.dtype, shape=shape
+            )
+        self._log(f"sampling {len(psi0)} x {n_steps} latent steps")
+        latent = self.propagator_.sample(psi0, n_steps, random_state=seed_p, out=latent_out)
+        configurations = None
+        if decode:
+            n_starts, n_steps_, m = latent.shape
+            n_outputs = self.decoder_.n_outputs_
+            if out is not None:
+                configs_out = open_memmap(
+                    Path(out) / "configurations.npy",
+                    mode="w+",
+                    dtype=latent.dtype,
+                    shape=(n_starts, n_steps_, n_outputs),
+                )
+            configurations = self._decode(latent, seed_d, configs_out)
+        if out is not None:
+            latent.flush()
+            if configurations is not None:
+                configurations.flush()
+        return SimulationResult(latent, configurations, self.lag_time_)
+
+    def _decode(self, latent, seed, out):
+        n_starts, n_steps, m = latent.shape
+        flat = latent.reshape(-1, m)
+        total = len(flat)
+        if out is None:
+            out = np.empty((n_starts, n_steps, self.decoder_.n_outputs_), dtype=latent.dtype)
+        flat_out = out.reshape(total, -1)
+        seeds = derive_seeds(seed, -(-total // _DECODE_CHUNK))
+        progress = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=total, desc="decoding", unit="frame")
+        for i, start in enumerate(range(0, total, _DECODE_CHUNK)):
+            chunk = np.ascontiguousarray(flat[start : start + _DECODE_CHUNK])
+            flat_out[start : start + len(chunk)] = self.decoder_.sample(
+                chunk, random_state=seeds[i]
+            )
+            if progress is not None:
+                progress.update(len(chunk))
+        if progress is not None:
+            progress.close()
+        return out
+
+    # --- scoring ----------------------------------------------------------------------------
+
+    def _simulate_like(self, psi_trajs, random_state):
+        """Latent LSS trajectories from the first frame of each held-out trajectory, each as
+        long (in MD frames) as that trajectory."""
+        starts = np.stack([t[0] for t in psi_trajs])
+        longest = max(len(t) for t in psi_trajs)
+        n_steps = max(2, -(-longest // self.lag_time_))
+        return self.propagator_.sample(starts, n_steps, random_state=random_state)
+
+    def _latent_trajs(self, X):
+        psi = self.transform(X)
+        return _frames(psi)
+
+    def _score_seed(self, random_state):
+        if random_state is not None:
+            return random_state
+        return derive_seeds(self.random_state, 1)[0] if self.random_state is not None else 0
+
+    def vamp2_score(self, X):
+        """VAMP-2 of held-out trajectory data under the encoder (at the encoder's lag).
+
+        Values at different lag times are not comparable.
+        """
+        check_is_fitted(self)
+        if self.encoder_ == "passthrough":
+            return vamp2_score(self.transform(X), self.lag_time_)
+        trajs, is_list = check_trajectories(self, X, reset=False)
+        return self.encoder_.score(as_output_form(trajs, is_list))
+
+    def implied_timescales(self, X, *, n_blocks=5, random_state=None):
+        """Implied timescales of MD and of the LSS, from autocorrelation fits (in frames).
+
+        Each latent coordinate of the held-out data ``X`` and of synthetic trajectories
+        (started from the first frame of each held-out trajectory and as long) gets an
+        exponential fit to its autocorrelation, as in the paper's section 3.2; standard errors
+        come from ``n_blocks`` contiguous blocks.
+
+        Returns
+        -------
+        result : dict
+            ``"md"``, ``"md_std_error"``, ``"lss"`` and ``"lss_std_error"``, each an array of
+            shape (n_components,), in frames of ``X``.
+        """
+        check_is_fitted(self)
+        psi = self._latent_trajs(X)
+        md, md_se = autocorrelation_timescales(psi, n_blocks=n_blocks)
+        synthetic = self._simulate_like(psi, self._score_seed(random_state))
+        lss, lss_se = autocorrelation_timescales(
+            list(synthetic), dt=self.lag_time_, n_blocks=n_blocks
+        )
+        return {"md": md, "md_std_error": md_se, "lss": lss, "lss_std_error": lss_se}
+
+    def free_energy_rmse(self, X, *, coordinate=0, bins=50, kT=1.0, random_state=None):
+        """RMSE (in kT) between MD and LSS free-energy profiles along one latent coordinate.
+
+        Synthetic latent trajectories start from the first frame of each held-out trajectory
+        and are as long; both profiles share ``bins`` bins over the held-out data's range, and
+        the RMSE is taken over bins both populate, after the optimal additive shift.
+        """
+        check_is_fitted(self)
+        psi = self._latent_trajs(X)
+        synthetic = self._simulate_like(psi, self._score_seed(random_state))
+        md = np.concatenate([t[:, coordinate] for t in psi])
+        lss = synthetic[:, :, coordinate].ravel()
+        lo, hi = md.min(), md.max()
+        F_md, _ = free_energy_profile(md, bins=bins, range=(lo, hi), kT=kT)
+        F_lss, _ = free_energy_profile(lss, bins=bins, range=(lo, hi), kT=kT)
+        return free_energy_rmse(F_md, F_lss)
+
+    def score(self, X, y=None):
+        """Score on held-out trajectory data, higher is better; see ``scoring``.
+
+        Deterministic: simulations inside use a seed fixed by ``random_state``.
+        """
+        from .model_selection import get_scorer
+
+        check_is_fitted(self)
+        return get_scorer(self.scoring)(self, X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
