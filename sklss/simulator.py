@@ -5,7 +5,7 @@ from numbers import Integral
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
@@ -60,7 +60,7 @@ def _frames(data):
     return data if isinstance(data, list) else [data]
 
 
-class LatentSpaceSimulator(BaseEstimator):
+class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
     """A molecular latent space simulator (LSS): encode, propagate, decode.
 
     ``fit`` trains the three components in sequence: the encoder on the features ``X``, the
@@ -385,4 +385,5 @@ class LatentSpaceSimulator(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
