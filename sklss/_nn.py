@@ -169,12 +169,16 @@ class SklssNet(NeuralNet):
     best weights so far and the history is kept.
     """
 
+    interrupted_ = False
+
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        self.interrupted_ = False
         try:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         except KeyboardInterrupt:
             # skorch's EarlyStopping also stops training with a KeyboardInterrupt.
             if not _early_stopping_triggered(self):
+                self.interrupted_ = True
                 warnings.warn(
                     f"Training interrupted after {len(self.history)} epochs; keeping the best "
                     "weights so far.",

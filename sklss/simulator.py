@@ -1,5 +1,6 @@
 """The latent space simulator: encoder, propagator and decoder fitted and run as one."""
 
+import warnings
 from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
@@ -101,6 +102,9 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         The lag time in frames that the propagator advances per step.
     n_features_in_ : int
         Number of features of ``X``.
+    interrupted_ : str or None
+        The stage in which ``fit`` was interrupted by Ctrl-C, or ``None``. An interrupted
+        stage keeps its best weights and history; the later stages are not fitted.
 
     See Also
     --------
@@ -187,18 +191,43 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         self.propagator_ = self._component("propagator", seeds[1])
         self.decoder_ = self._component("decoder", seeds[2])
 
+        self.interrupted_ = None
         if self.encoder_ == "passthrough":
             psi = X
         else:
             self._log(f"fitting the encoder {type(self.encoder_).__name__}")
             psi = self.encoder_.fit(X).transform(X)
+            if self._stop_after("encoder"):
+                return self
         self._log(f"fitting the propagator {type(self.propagator_).__name__}")
         self.propagator_.fit(psi)
         self.lag_time_ = int(self.propagator_.lag_time)
+        if self._stop_after("propagator"):
+            return self
         if self.decoder_ != "passthrough":
             self._log(f"fitting the decoder {type(self.decoder_).__name__}")
             self.decoder_.fit(psi, X if Y is None else Y)
+            self._stop_after("decoder")
         return self
+
+    def _stop_after(self, kind):
+        """After Ctrl-C in a stage: keep what was trained, skip the later stages, and warn."""
+        net = getattr(getattr(self, kind + "_"), "net_", None)
+        if not getattr(net, "interrupted_", False):
+            return False
+        self.interrupted_ = kind
+        stages = ("encoder", "propagator", "decoder")
+        later = [
+            k for k in stages[stages.index(kind) + 1 :] if getattr(self, k + "_") != "passthrough"
+        ]
+        warnings.warn(
+            f"Fitting was interrupted in the {kind}; it keeps its best weights so far"
+            + (f", and the {' and '.join(later)} were not fitted" if later else "")
+            + ". Call fit again to finish.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return True
 
     def transform(self, X):
         """Latent coordinates of trajectory data (the encoder's output, or ``X``)."""
