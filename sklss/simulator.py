@@ -6,6 +6,7 @@ from numbers import Integral
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.format import open_memmap
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
@@ -262,7 +263,7 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         out : str or path-like, default=None
             A directory to stream the results into, as ``latent.npy`` and
             ``configurations.npy`` (memory-mapped ``.npy`` files), for runs larger than
-            memory. The arrays in the result are then those memory maps.
+            memory. The arrays in the result are then read-only memory maps of those files.
 
         Returns
         -------
@@ -277,10 +278,9 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         psi0 = starts[0] if self.encoder_ == "passthrough" else self.encoder_.transform(starts[0])
         seed_p, seed_d = derive_seeds(random_state, 2)
         decode = decode and self.decoder_ != "passthrough"
-        latent_out = configs_out = None
+        latent_out = None
+        folder = None
         if out is not None:
-            from numpy.lib.format import open_memmap
-
             folder = Path(out)
             folder.mkdir(parents=True, exist_ok=True)
             shape = (len(psi0), int(n_steps), psi0.shape[1])
@@ -289,47 +289,58 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
             )
         self._log(f"sampling {len(psi0)} x {n_steps} latent steps")
         latent = self.propagator_.sample(psi0, n_steps, random_state=seed_p, out=latent_out)
+        if folder is not None:
+            latent.flush()
+            del latent, latent_out
+            latent = np.load(folder / "latent.npy", mmap_mode="r")
         configurations = None
         if decode:
-            n_starts, n_steps_, m = latent.shape
-            n_outputs = self.decoder_.n_outputs_
-            if out is not None:
-                configs_out = open_memmap(
-                    Path(out) / "configurations.npy",
-                    mode="w+",
-                    dtype=latent.dtype,
-                    shape=(n_starts, n_steps_, n_outputs),
-                )
-            configurations = self._decode(latent, seed_d, configs_out)
-        if out is not None:
-            latent.flush()
-            if configurations is not None:
-                configurations.flush()
+            path = None if folder is None else folder / "configurations.npy"
+            configurations = self._decode(latent, seed_d, path)
         return SimulationResult(latent, configurations, self.lag_time_)
 
-    def _decode(self, latent, seed, out):
+    def _decode(self, latent, seed, path):
+        """Decode every latent frame, in chunks, into an array or straight into a file.
+
+        A file is written sequentially with ordinary writes rather than through a memory map,
+        so the written pages never count against this process's memory.
+        """
         n_starts, n_steps, m = latent.shape
+        n_outputs = self.decoder_.n_outputs_
         flat = latent.reshape(-1, m)
         total = len(flat)
-        if out is None:
-            out = np.empty((n_starts, n_steps, self.decoder_.n_outputs_), dtype=latent.dtype)
-        flat_out = out.reshape(total, -1)
+        shape = (n_starts, n_steps, n_outputs)
         seeds = derive_seeds(seed, -(-total // _DECODE_CHUNK))
         progress = None
         if self.verbose:
             from tqdm.auto import tqdm
 
             progress = tqdm(total=total, desc="decoding", unit="frame")
-        for i, start in enumerate(range(0, total, _DECODE_CHUNK)):
-            chunk = np.ascontiguousarray(flat[start : start + _DECODE_CHUNK])
-            flat_out[start : start + len(chunk)] = self.decoder_.sample(
-                chunk, random_state=seeds[i]
-            )
+        if path is None:
+            result = np.empty(shape, dtype=latent.dtype)
+            flat_out = result.reshape(total, n_outputs)
+        else:
+            header = open_memmap(path, mode="w+", dtype=latent.dtype, shape=shape)
+            offset = header.offset
+            del header
+            handle = open(path, "r+b")
+            handle.seek(offset)
+        try:
+            for i, start in enumerate(range(0, total, _DECODE_CHUNK)):
+                chunk = np.array(flat[start : start + _DECODE_CHUNK])  # writable, for torch
+                decoded = self.decoder_.sample(chunk, random_state=seeds[i])
+                if path is None:
+                    flat_out[start : start + len(chunk)] = decoded
+                else:
+                    handle.write(np.ascontiguousarray(decoded, dtype=latent.dtype).tobytes())
+                if progress is not None:
+                    progress.update(len(chunk))
+        finally:
             if progress is not None:
-                progress.update(len(chunk))
-        if progress is not None:
-            progress.close()
-        return out
+                progress.close()
+            if path is not None:
+                handle.close()
+        return result if path is None else np.load(path, mmap_mode="r")
 
     # --- scoring ----------------------------------------------------------------------------
 
