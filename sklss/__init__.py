@@ -3,5 +3,13 @@
 __version__ = "0.1.0"
 
 from .encoder import SRVTransformer  # noqa: E402
+from .propagator import MDNPropagator  # noqa: E402
+from .simulator import LatentSpaceSimulator, SimulationResult  # noqa: E402
 
-__all__ = ["SRVTransformer", "__version__"]
+__all__ = [
+    "LatentSpaceSimulator",
+    "MDNPropagator",
+    "SRVTransformer",
+    "SimulationResult",
+    "__version__",
+]

@@ -218,3 +218,21 @@ def check_hidden_layer_sizes(hidden_layer_sizes):
             f"got {hidden_layer_sizes!r}."
         )
     return sizes
+
+
+@contextlib.contextmanager
+def fixed_torch_threads(n_threads=1):
+    """Run torch with ``n_threads`` intra-op CPU threads inside the block, then restore.
+
+    Parallel reductions split their sums by thread, so the same seed gives bitwise different
+    weights under different thread counts, for example in joblib workers (which get one
+    thread each) and in the parent process. A fixed count inside ``fit`` makes training
+    reproducible in both. Small networks lose little: their matrices are too small to gain
+    much from threads.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -22,6 +22,7 @@ from ._nn import (
     TensorBatchLoader,
     check_hidden_layer_sizes,
     derive_seeds,
+    fixed_torch_threads,
     history_to_dict,
     make_mlp,
     no_tf32,
@@ -327,7 +328,9 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
             ("guard", FiniteLossGuard("SRVTransformer")),
             (
                 "early_stopping",
-                EarlyStopping(monitor=monitor, patience=self.patience, load_best=True),
+                EarlyStopping(
+                    monitor=monitor, patience=self.patience, threshold_mode="abs", load_best=True
+                ),
             ),
         ]
         if self.verbose and self.verbose > 1:
@@ -355,7 +358,9 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
             device=device,
             verbose=int(self.verbose),
         )
-        with torch_seed(net_seed, device), no_tf32():
+        # One torch thread: sums split by thread differ in the last bits, so a fixed count
+        # keeps fits bitwise identical in joblib workers and in the parent process.
+        with torch_seed(net_seed, device), no_tf32(), fixed_torch_threads(1):
             net.fit(Dataset({"x0": X0, "xt": Xt}, None), y=None)
         # Drop the reference to the validation data so a saved model holds only weights.
         net.train_split = None
