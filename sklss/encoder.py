@@ -41,6 +41,9 @@ from .metrics import timescales_from_eigenvalues, vamp2_score
 
 # Size of the learned basis when n_components="auto" and n_basis is not given.
 _AUTO_BASIS_SIZE = 10
+# Torch threads while training: fixed so that fits are bitwise reproducible everywhere, and
+# one, because several threads per fit collapse when grid-search workers share the cores.
+_TRAIN_THREADS = 1
 # Frames per forward pass in transform: large enough to amortise dispatch, small enough for RAM.
 _TRANSFORM_CHUNK = 65536
 
@@ -91,8 +94,11 @@ class _NegativeVAMP2(nn.Module):
             a, b = f0 - f0.mean(0), ft - ft.mean(0)
             c00, c0t, ctt = a.T @ a / n, a.T @ b / n, b.T @ b / n
         eye = self.epsilon * torch.eye(c00.shape[0], dtype=c00.dtype, device=c00.device)
-        l0 = torch.linalg.cholesky(c00 + eye)
-        lt = l0 if self.reversible else torch.linalg.cholesky(ctt + eye)
+        # cholesky_ex: the checking variant costs milliseconds per call on CPU. A failed
+        # factorisation (only possible with non-finite outputs) surfaces as a NaN loss, which
+        # FiniteLossGuard turns into a named error.
+        l0 = torch.linalg.cholesky_ex(c00 + eye).L
+        lt = l0 if self.reversible else torch.linalg.cholesky_ex(ctt + eye).L
         k = torch.linalg.solve_triangular(l0, c0t, upper=False)
         k = torch.linalg.solve_triangular(lt, k.T, upper=False)
         return -(1.0 + (k**2).sum())
@@ -358,9 +364,9 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
             device=device,
             verbose=int(self.verbose),
         )
-        # One torch thread: sums split by thread differ in the last bits, so a fixed count
-        # keeps fits bitwise identical in joblib workers and in the parent process.
-        with torch_seed(net_seed, device), no_tf32(), fixed_torch_threads(1):
+        # A fixed thread count: sums split by thread differ in the last bits, so the count
+        # must not depend on the environment (joblib workers get fewer threads).
+        with torch_seed(net_seed, device), no_tf32(), fixed_torch_threads(_TRAIN_THREADS):
             net.fit(Dataset({"x0": X0, "xt": Xt}, None), y=None)
         # Drop the reference to the validation data so a saved model holds only weights.
         net.train_split = None
@@ -402,17 +408,19 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
     def _scale(self, traj):
         return ((traj - self._input_mean) / self._input_scale).astype(np.float32)
 
-    def _basis(self, traj):
+    def _basis(self, traj, exact=True):
         """Network outputs for one validated trajectory, as float64.
 
-        Inference runs a float64 copy of the trained network: float32 matrix products change
-        in the last bits with the batch shape, and a frame's projection must not depend on
-        which other frames it is transformed with.
+        With ``exact`` (``transform``), inference runs a float64 copy of the trained network:
+        float32 matrix products change in the last bits with the batch shape, and a frame's
+        projection must not depend on which other frames it is transformed with. The VAC
+        step in ``fit`` only needs covariances and uses the faster float32 network.
         """
-        mlp = self._mlp64
+        mlp = self._mlp64 if exact else self.net_.module_.mlp.eval()
+        dtype = np.float64 if exact else np.float32
         device = next(mlp.parameters()).device
         out = np.empty((len(traj), self.net_.module__n_outputs), dtype=np.float64)
-        x = ((traj - self._input_mean) / self._input_scale).astype(np.float64, copy=False)
+        x = ((traj - self._input_mean) / self._input_scale).astype(dtype, copy=False)
         with torch.inference_mode():
             for start in range(0, len(traj), _TRANSFORM_CHUNK):
                 chunk = torch.from_numpy(x[start : start + _TRANSFORM_CHUNK]).to(device)
@@ -420,7 +428,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         return out
 
     def _fit_vac(self, trajs, lag):
-        basis = [self._basis(t) for t in trajs]
+        basis = [self._basis(t, exact=False) for t in trajs]
         F0, Ft = lagged_pairs(basis, lag, warn=False)
         C00, C0t, Ctt, mean0, _ = lagged_covariances(F0, Ft, reversible=self.reversible)
         W0 = inv_sqrt(C00, self.epsilon)
