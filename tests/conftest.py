@@ -17,3 +17,27 @@ def ar1(n_frames, coefficients, random_state=0):
 @pytest.fixture
 def ar1_data():
     return ar1
+
+
+def exact_free_energy(reference, edges):
+    """Exact free energy (kT, minimum 0) on the bins ``edges``, from a fine-grid reference
+    with cell edges ``reference.edges`` and density ``reference.stationary_density``."""
+    overlap = (
+        np.clip(
+            np.minimum(reference.edges[1:, None], edges[None, 1:])
+            - np.maximum(reference.edges[:-1, None], edges[None, :-1]),
+            0,
+            None,
+        )
+        / np.diff(reference.edges)[:, None]
+    )
+    p = (reference.stationary_density * np.diff(reference.edges)) @ overlap
+    return -np.log(p) + np.log(p.max())
+
+
+def markov_timescale(x, edges, lag=1):
+    """Leading implied timescale (frames of ``x``) of a Markov model on the bins ``edges``."""
+    from sklss.metrics import implied_timescales
+
+    states = np.clip(np.digitize(np.ravel(x), edges) - 1, 0, len(edges) - 2)
+    return implied_timescales(np.eye(len(edges) - 1)[states], lag, n_components=1)[0]
