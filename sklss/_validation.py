@@ -197,10 +197,10 @@ def split_train_valid(trajs, fraction, lag_time):
     return train, valid
 
 
-def check_paired_targets(estimator, Y, trajs, is_list, *, name="Y", dtype=FLOAT_DTYPES):
-    """Validate targets ``Y`` that pair frame by frame with validated trajectories ``trajs``.
+def check_paired_targets(estimator, y, trajs, is_list, *, name="Y", dtype=FLOAT_DTYPES):
+    """Validate targets ``y`` that pair frame by frame with validated trajectories ``trajs``.
 
-    ``Y`` takes the same form as the ``X`` that gave ``trajs``: one array, or a list with one
+    ``y`` takes the same form as the ``X`` that gave ``trajs``: one array, or a list with one
     array per trajectory. Each array is ``(n_frames,)`` or ``(n_frames, n_outputs)`` and must
     have as many frames as its trajectory. ``estimator`` only names itself in error messages;
     its fitted attributes are left alone.
@@ -215,28 +215,28 @@ def check_paired_targets(estimator, Y, trajs, is_list, *, name="Y", dtype=FLOAT_
     from sklearn.utils import check_array
 
     owner = type(estimator).__name__
-    if Y is None:
+    if y is None:
         raise ValueError(
             f"{owner} requires y to be passed, but the target y is None ({name} holds the "
             "targets, frame-aligned with X)."
         )
-    y_is_list = is_trajectory_list(Y) or (
-        is_list and isinstance(Y, (list, tuple)) and all(hasattr(y, "shape") for y in Y)
+    y_is_list = is_trajectory_list(y) or (
+        is_list and isinstance(y, (list, tuple)) and all(hasattr(t, "shape") for t in y)
     )
     if is_list != y_is_list:
         form = f"a list of {len(trajs)} trajectories" if is_list else "a single array"
         raise ValueError(f"X is {form}, so {name} must be {form} too, with the same frames.")
-    items = list(Y) if is_list else [Y]
+    items = list(y) if is_list else [y]
     if len(items) != len(trajs):
         raise ValueError(
             f"X has {len(trajs)} trajectories but {name} has {len(items)}; they must pair up."
         )
     targets, ndims = [], set()
-    for i, (y, x) in enumerate(zip(items, trajs)):
+    for i, (target, x) in enumerate(zip(items, trajs)):
         index = i if is_list else None
-        _reject_bad_kinds(y, index, name)
-        y = check_array(
-            y,
+        _reject_bad_kinds(target, index, name)
+        target = check_array(
+            target,
             dtype=dtype,
             ensure_2d=False,
             ensure_all_finite=False,
@@ -244,23 +244,23 @@ def check_paired_targets(estimator, Y, trajs, is_list, *, name="Y", dtype=FLOAT_
             input_name=name,
             estimator=estimator,
         )
-        if y.ndim not in (1, 2):
-            raise ValueError(f"{name} must be 1-D or 2-D; got shape {y.shape}.")
-        ndims.add(y.ndim)
-        y = y.reshape(len(y), -1)
-        if len(y) != len(x):
+        if target.ndim not in (1, 2):
+            raise ValueError(f"{name} must be 1-D or 2-D; got shape {target.shape}.")
+        ndims.add(target.ndim)
+        target = target.reshape(len(target), -1)
+        if len(target) != len(x):
             where = f" in trajectory {i}" if is_list else ""
             raise ValueError(
                 f"Found input variables with inconsistent numbers of samples{where}: "
-                f"X has {len(x)} frames but {name} has {len(y)}."
+                f"X has {len(x)} frames but {name} has {len(target)}."
             )
-        _check_finite(y, index, name)
-        if targets and y.shape[1] != targets[0].shape[1]:
+        _check_finite(target, index, name)
+        if targets and target.shape[1] != targets[0].shape[1]:
             raise ValueError(
                 f"All trajectories in {name} must have the same number of outputs: trajectory "
-                f"0 has shape {targets[0].shape} but trajectory {i} has shape {y.shape}."
+                f"0 has shape {targets[0].shape} but trajectory {i} has shape {target.shape}."
             )
-        targets.append(y)
+        targets.append(target)
     if len(ndims) > 1:
         raise ValueError(f"The trajectories in {name} mix 1-D and 2-D arrays.")
     return targets, ndims == {1}

@@ -6,7 +6,7 @@ Each estimator runs with a small, fast configuration. Expected failures, if any,
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklss import LatentSpaceSimulator, MDNPropagator, SRVTransformer
+from sklss import CWGANDecoder, LatentSpaceSimulator, MDNPropagator, SRVTransformer
 
 ESTIMATORS = [
     SRVTransformer(
@@ -23,6 +23,14 @@ ESTIMATORS = [
         hidden_layer_sizes=(8,),
         max_epochs=2,
         batch_size=32,
+        random_state=0,
+    ),
+    CWGANDecoder(
+        noise_dim=2,
+        hidden_layer_sizes=(8,),
+        n_critic=2,
+        batch_size=16,
+        max_epochs=2,
         random_state=0,
     ),
     LatentSpaceSimulator(

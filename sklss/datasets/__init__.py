@@ -13,6 +13,14 @@ Every generator returns trajectory data (one float64 array of shape
 ``random_state`` without touching numpy's global random state.
 """
 
+from ._bead_chain import (
+    bead_chain,
+    bead_chain_configurations,
+    bond_lengths,
+    chain_fidelity,
+    end_to_end_distance,
+    radius_of_gyration,
+)
 from ._four_well import four_well, four_well_potential, four_well_reference
 from ._hidden_wells import (
     hidden_wells,
@@ -22,6 +30,12 @@ from ._hidden_wells import (
 )
 
 __all__ = [
+    "bead_chain",
+    "bead_chain_configurations",
+    "bond_lengths",
+    "chain_fidelity",
+    "end_to_end_distance",
+    "radius_of_gyration",
     "four_well",
     "four_well_potential",
     "four_well_reference",
