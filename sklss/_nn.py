@@ -236,3 +236,29 @@ def fixed_torch_threads(n_threads=1):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def best_epoch_stopping(monitor, patience):
+    """Early stopping on ``monitor`` that restores the weights of the best epoch.
+
+    The threshold is absolute: skorch's default relative threshold misjudges improvement once
+    a loss (a negative VAMP-2 or log-likelihood) is negative.
+    """
+    return EarlyStopping(
+        monitor=monitor, patience=patience, threshold=1e-4, threshold_mode="abs", load_best=True
+    )
+
+
+def fit_net(net, dataset, seed, device):
+    """Fit a skorch net reproducibly and return it.
+
+    Torch is seeded with ``seed`` (the caller's RNG state is restored afterwards), TF32 is off,
+    and training runs on one intra-op thread: sums split by thread differ in the last bits, so
+    a count that followed the environment would make fits in joblib workers differ from the
+    parent's, and several threads per fit collapse when workers share the cores. Afterwards
+    the net drops its validation data, so a saved model holds only weights.
+    """
+    with torch_seed(seed, device), no_tf32(), fixed_torch_threads(1):
+        net.fit(dataset, y=None)
+    net.train_split = None
+    return net

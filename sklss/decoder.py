@@ -22,12 +22,10 @@ from ._nn import (
     TensorBatchLoader,
     check_hidden_layer_sizes,
     derive_seeds,
-    fixed_torch_threads,
+    fit_net,
     history_to_dict,
     make_mlp,
-    no_tf32,
     resolve_device,
-    torch_seed,
 )
 from ._validation import (
     as_output_form,
@@ -507,10 +505,7 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
             verbose=int(self.verbose),
         )
         train_ds = Dataset({"x": train[:, :n_cond], "y": train[:, n_cond:]}, None)
-        with torch_seed(seed, device), no_tf32(), fixed_torch_threads(1):
-            net.fit(train_ds, y=None)
-        # Drop the validation data so a saved model holds only weights.
-        net.train_split = None
+        fit_net(net, train_ds, seed, device)
         self.net_ = net
         self.history_ = history_to_dict(
             net.history,

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.callbacks import ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
@@ -20,14 +20,13 @@ from ._nn import (
     FiniteLossGuard,
     SklssNet,
     TensorBatchLoader,
+    best_epoch_stopping,
     check_hidden_layer_sizes,
     derive_seeds,
-    fixed_torch_threads,
+    fit_net,
     history_to_dict,
     make_mlp,
-    no_tf32,
     resolve_device,
-    torch_seed,
 )
 from ._validation import (
     as_output_form,
@@ -41,9 +40,6 @@ from .metrics import timescales_from_eigenvalues, vamp2_score
 
 # Size of the learned basis when n_components="auto" and n_basis is not given.
 _AUTO_BASIS_SIZE = 10
-# Torch threads while training: fixed so that fits are bitwise reproducible everywhere, and
-# one, because several threads per fit collapse when grid-search workers share the cores.
-_TRAIN_THREADS = 1
 # Frames per forward pass in transform: large enough to amortise dispatch, small enough for RAM.
 _TRANSFORM_CHUNK = 65536
 
@@ -332,12 +328,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         monitor = "valid_loss" if valid_ds is not None else "train_loss"
         callbacks = [
             ("guard", FiniteLossGuard("SRVTransformer")),
-            (
-                "early_stopping",
-                EarlyStopping(
-                    monitor=monitor, patience=self.patience, threshold_mode="abs", load_best=True
-                ),
-            ),
+            ("early_stopping", best_epoch_stopping(monitor, self.patience)),
         ]
         if self.verbose and self.verbose > 1:
             callbacks.append(("progress", ProgressBar()))
@@ -364,13 +355,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
             device=device,
             verbose=int(self.verbose),
         )
-        # A fixed thread count: sums split by thread differ in the last bits, so the count
-        # must not depend on the environment (joblib workers get fewer threads).
-        with torch_seed(net_seed, device), no_tf32(), fixed_torch_threads(_TRAIN_THREADS):
-            net.fit(Dataset({"x0": X0, "xt": Xt}, None), y=None)
-        # Drop the reference to the validation data so a saved model holds only weights.
-        net.train_split = None
-        self.net_ = net
+        self.net_ = fit_net(net, Dataset({"x0": X0, "xt": Xt}, None), net_seed, device)
         self.history_ = history_to_dict(
             net.history,
             {"train_loss": ("train_vamp2", -1.0), "valid_loss": ("valid_vamp2", -1.0)},

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
+from skorch.callbacks import LRScheduler, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from threadpoolctl import threadpool_limits
@@ -21,14 +21,13 @@ from ._nn import (
     NonFiniteLossError,
     SklssNet,
     TensorBatchLoader,
+    best_epoch_stopping,
     check_hidden_layer_sizes,
     derive_seeds,
-    fixed_torch_threads,
+    fit_net,
     history_to_dict,
     make_mlp,
-    no_tf32,
     resolve_device,
-    torch_seed,
 )
 from ._validation import (
     as_output_form,
@@ -503,15 +502,7 @@ class MDNPropagator(DensityMixin, BaseEstimator):
             )
 
         monitor = "valid_loss" if valid_ds is not None else "train_loss"
-        # An absolute threshold: a relative one misjudges improvement once the loss (a
-        # negative log-likelihood of a density) is negative.
-        stopper = EarlyStopping(
-            monitor=monitor,
-            patience=self.patience,
-            threshold=1e-4,
-            threshold_mode="abs",
-            load_best=True,
-        )
+        stopper = best_epoch_stopping(monitor, self.patience)
         # Small steps late in training matter: the rare barrier-crossing tails of the density,
         # which set the stationary populations, are only resolved once the noise of large
         # steps is gone.
@@ -551,11 +542,7 @@ class MDNPropagator(DensityMixin, BaseEstimator):
             device=device,
             verbose=int(self.verbose),
         )
-        # One intra-op thread: the same weights in the parent process and in joblib workers.
-        with torch_seed(net_seed, device), no_tf32(), fixed_torch_threads(1):
-            net.fit(Dataset({"x0": X0, "xt": Xt}, None), y=None)
-        # Drop the reference to the validation data so a saved model holds only weights.
-        net.train_split = None
+        fit_net(net, Dataset({"x0": X0, "xt": Xt}, None), net_seed, device)
         if not all(torch.isfinite(p).all() for p in net.module_.parameters()):
             raise NonFiniteLossError(
                 f"MDNPropagator: the network's weights are not finite after {len(net.history)} "
