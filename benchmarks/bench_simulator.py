@@ -1,0 +1,262 @@
+"""The whole latent space simulator: generation speed, streaming memory, and fidelity.
+
+1. ``speed``: Trp-cage scale. An LSS with the paper's architectures (SRV 2x100 tanh with batch
+   norm, m = 3; MDN C = 24 with 2x100 ReLU; cWGAN 3x200 swish with 50 noise dimensions) turns
+   100 start frames into 100 trajectories x 10,400 steps decoded to 60 outputs. Target: at
+   most 10 s (the paper: about 500 s on a GPU). Timing does not depend on fit quality, so each
+   component is trained for one epoch on random data. The same run times the latent sampling
+   alone and a bare torch forward pass of the generator over the same frames as baselines.
+2. ``stream``: 10^7 decoded frames streamed to ``.npy`` files on disk, in a fresh process
+   whose peak resident memory is read from the kernel. Target: below 2 GB.
+3. ``four_well``: encoder and decoder passthrough, MDN on x (tau = 100 steps, C = 8):
+   free-energy RMSE against the exact profile (target 0.2 kT over F <= 4 kT) and the leading
+   implied timescale of a Markov model on the synthetic trajectory (target 15 %).
+4. ``hidden``: SRV + MDN + cWGAN on the hidden-coordinate toy: free-energy RMSE along psi_1
+   against held-out data (target 0.3 kT), the slowest autocorrelation timescale, LSS against
+   held-out MD (target 15 %), and the mean Jensen-Shannon divergence of the decoded features'
+   marginals against held-out data (target 0.05).
+
+Prints Markdown tables and writes ``results/bench_simulator.json``.
+
+    python benchmarks/bench_simulator.py [--parts speed stream four_well hidden]
+"""
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sklss import CWGANDecoder, LatentSpaceSimulator, MDNPropagator, SRVTransformer
+from sklss.datasets import four_well, four_well_reference, hidden_wells
+from sklss.metrics import free_energy_profile, free_energy_rmse, implied_timescales, js_divergence
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def paper_lss(n_features, n_outputs, epochs=1):
+    return LatentSpaceSimulator(
+        SRVTransformer(n_components=3, hidden_layer_sizes=(100, 100), max_epochs=epochs),
+        MDNPropagator(n_kernels=24, hidden_layer_sizes=(100, 100), max_epochs=epochs),
+        CWGANDecoder(
+            noise_dim=50,
+            hidden_layer_sizes=(200, 200, 200),
+            activation="swish",
+            max_epochs=epochs,
+        ),
+        lag_time=1,
+        random_state=0,
+    )
+
+
+def briefly_trained(n_features=30, n_outputs=60):
+    rng = np.random.default_rng(0)
+    X = np.cumsum(rng.normal(size=(4000, n_features)), axis=0).astype(np.float32) * 0.01
+    Y = rng.normal(size=(4000, n_outputs)).astype(np.float32)
+    return paper_lss(n_features, n_outputs).fit(X, Y), X
+
+
+def part_speed(args):
+    lss, X = briefly_trained()
+    X0 = X[:100]
+    n_steps = 10_400
+    lss.sample(X0[:2], 100, random_state=0)  # warm-up
+    t0 = time.perf_counter()
+    result = lss.sample(X0, n_steps, random_state=0)
+    total = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lss.sample(X0, n_steps, random_state=0, decode=False)
+    latent_only = time.perf_counter() - t0
+    # Baseline: a bare torch forward pass of the generator over the same frames and noise.
+    module = lss.decoder_.net_.module_.eval()
+    flat = torch.from_numpy(np.ascontiguousarray(result.latent.reshape(-1, 3)))
+    noise = torch.randn(len(flat), 50)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for s in range(0, len(flat), 262_144):
+            module(flat[s : s + 262_144], noise[s : s + 262_144])
+    bare = time.perf_counter() - t0
+    frames = 100 * n_steps
+    row = {
+        "trajectories": 100,
+        "steps": n_steps,
+        "frames": frames,
+        "seconds_total": total,
+        "seconds_latent_only": latent_only,
+        "seconds_bare_generator_forward": bare,
+        "frames_per_second": frames / total,
+        "target_seconds": 10.0,
+    }
+    print("\n### Generation at Trp-cage scale (100 x 10,400 steps, m = 3, 60 outputs)\n")
+    print("| what | seconds | frames / s |")
+    print("|---|---|---|")
+    print(f"| LSS sample, decoded | {total:.2f} | {frames / total:,.0f} |")
+    print(f"| LSS sample, latent only | {latent_only:.2f} | {frames / latent_only:,.0f} |")
+    print(f"| bare generator forward (baseline) | {bare:.2f} | {frames / bare:,.0f} |")
+    return row
+
+
+def _stream_worker(folder, n_starts, n_steps):
+    import resource
+
+    lss, X = briefly_trained()
+    t0 = time.perf_counter()
+    lss.sample(X[:n_starts], n_steps, random_state=0, out=folder)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB -> MB
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
+
+
+def part_stream(args):
+    n_starts, n_steps = 1000, args.stream_frames // 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        out = (
+            subprocess.run(
+                [sys.executable, __file__, "--stream-worker", tmp, str(n_starts), str(n_steps)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        res = json.loads(out)
+        size = sum(f.stat().st_size for f in Path(tmp).iterdir()) / 2**30
+    res.update(frames=n_starts * n_steps, file_gb=size, target_peak_mb=2048)
+    print(f"\n### Streaming {n_starts * n_steps:,} decoded frames to disk\n")
+    print("| seconds | peak RSS (MB) | files (GB) |")
+    print("|---|---|---|")
+    print(f"| {res['seconds']:.1f} | {res['peak_rss_mb']:.0f} | {size:.2f} |")
+    return res
+
+
+def markov_timescale(x, lag, edges):
+    onehot = np.eye(len(edges) + 1)[np.digitize(np.ravel(x), edges)]
+    return float(implied_timescales(onehot, lag, n_components=1)[0])
+
+
+def part_four_well(args):
+    stride, lag = 10, 10  # frames of 10 steps; tau = 100 steps
+    X = four_well(args.four_well_steps // 10, n_trajectories=10, stride=stride, random_state=0)
+    lss = LatentSpaceSimulator(
+        "passthrough",
+        MDNPropagator(n_kernels=8, hidden_layer_sizes=(100, 100), max_epochs=args.epochs),
+        "passthrough",
+        lag_time=lag,
+        random_state=0,
+    )
+    t0 = time.perf_counter()
+    lss.fit(X)
+    fit_s = time.perf_counter() - t0
+    n_frames = sum(len(x) for x in X)
+    starts = np.stack([x[0] for x in X])
+    synthetic = lss.sample(starts, n_frames // lag // len(X), random_state=1).latent
+    ref = four_well_reference(stride=stride)
+    edges = np.linspace(-1.1, 1.1, 61)
+    F_ref = -np.log(np.histogram(ref.grid, edges, weights=ref.stationary_density)[0])
+    F_lss, _ = free_energy_profile(synthetic[..., 0], bins=edges)
+    rmse = free_energy_rmse(F_ref - np.nanmin(F_ref), F_lss, max_free_energy=4.0)
+    # The synthetic trajectory advances one lag per step: its lag-1 Markov model is at tau.
+    t_lss = float(np.mean([markov_timescale(s[:, 0], 1, edges) for s in synthetic]) * lag)
+    t_ref = float(ref.timescales[0])
+    res = {
+        "fit_seconds": fit_s,
+        "free_energy_rmse_kT": rmse,
+        "leading_timescale": t_lss,
+        "reference_timescale": t_ref,
+        "relative_error": t_lss / t_ref - 1,
+    }
+    print("\n### Four-well, encoder and decoder passthrough\n")
+    print("| FE RMSE (kT) | t1 LSS | t1 exact | error |")
+    print("|---|---|---|---|")
+    print(f"| {rmse:.3f} | {t_lss:.0f} | {t_ref:.0f} | {t_lss / t_ref - 1:+.1%} |")
+    return res
+
+
+def part_hidden(args):
+    X, _ = hidden_wells(
+        args.hidden_frames // 4, n_trajectories=4, n_features=20, random_state=0, return_latent=True
+    )
+    X_test = hidden_wells(args.hidden_frames // 8, n_trajectories=4, n_features=20, random_state=1)
+    lss = LatentSpaceSimulator(
+        SRVTransformer(n_components=2, batch_size=4096, max_epochs=args.epochs),
+        MDNPropagator(n_kernels=24, max_epochs=args.epochs),
+        CWGANDecoder(batch_size=256, max_epochs=args.gan_epochs),
+        lag_time=5,
+        random_state=0,
+    )
+    t0 = time.perf_counter()
+    lss.fit(X)
+    fit_s = time.perf_counter() - t0
+    rmse = lss.free_energy_rmse(X_test)
+    its = lss.implied_timescales(X_test)
+    starts = np.stack([x[0] for x in X_test])
+    n_steps = len(X_test[0]) // lss.lag_time_
+    configs = lss.sample(starts, n_steps, random_state=3).configurations.reshape(-1, 20)
+    md = np.concatenate(X_test)
+    js = []
+    for j in range(md.shape[1]):
+        edges = np.linspace(md[:, j].min(), md[:, j].max(), 41)
+        js.append(
+            js_divergence(
+                np.histogram(md[:, j], edges)[0] + 1e-12,
+                np.histogram(configs[:, j], edges)[0] + 1e-12,
+            )
+        )
+    res = {
+        "fit_seconds": fit_s,
+        "free_energy_rmse_kT": rmse,
+        "t1_md": float(its["md"][0]),
+        "t1_md_se": float(its["md_std_error"][0]),
+        "t1_lss": float(its["lss"][0]),
+        "t1_lss_se": float(its["lss_std_error"][0]),
+        "t1_relative_error": float(its["lss"][0] / its["md"][0] - 1),
+        "mean_feature_js": float(np.mean(js)),
+    }
+    print("\n### Hidden-coordinate toy, SRV + MDN + cWGAN\n")
+    print("| FE RMSE psi_1 (kT) | t1 MD | t1 LSS | error | mean feature JS |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| {rmse:.3f} | {res['t1_md']:.0f} ± {res['t1_md_se']:.0f} | "
+        f"{res['t1_lss']:.0f} ± {res['t1_lss_se']:.0f} | {res['t1_relative_error']:+.1%} | "
+        f"{res['mean_feature_js']:.4f} |"
+    )
+    return res
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--stream-worker":
+        _stream_worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--parts", nargs="+", default=["speed", "stream", "four_well", "hidden"])
+    p.add_argument("--stream-frames", type=int, default=10_000_000)
+    p.add_argument("--four-well-steps", type=int, default=5_000_000)
+    p.add_argument("--hidden-frames", type=int, default=200_000)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--gan-epochs", type=int, default=100)
+    args = p.parse_args()
+    parts = {
+        "speed": part_speed,
+        "stream": part_stream,
+        "four_well": part_four_well,
+        "hidden": part_hidden,
+    }
+    result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads"}
+    for name in args.parts:
+        result[name] = parts[name](args)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "bench_simulator.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    old.update(result)
+    path.write_text(json.dumps(old, indent=2))
+
+
+if __name__ == "__main__":
+    main()
