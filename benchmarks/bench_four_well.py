@@ -38,7 +38,12 @@ import numpy as np
 import torch
 
 from sklss.datasets import four_well, four_well_reference
-from sklss.metrics import free_energy_profile, free_energy_rmse, implied_timescales, js_divergence
+from sklss.metrics import (
+    free_energy_profile,
+    free_energy_rmse,
+    js_divergence,
+    markov_timescales,
+)
 from sklss.propagator import MDNPropagator
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -98,13 +103,6 @@ def mean_row_js(T_a, T_b, weights, rows):
     return float(np.sum(w * js)), float(js.mean())
 
 
-def leading_timescale(x, lag_frames, edges):
-    """Leading implied timescale (frames) of a Markov model on ``edges`` at ``lag_frames``."""
-    states = np.clip(np.digitize(x, edges) - 1, 0, len(edges) - 2)
-    onehot = np.eye(len(edges) - 1)[states]
-    return float(implied_timescales(onehot, lag_frames, n_components=1)[0])
-
-
 def evaluate(x, lag_frames, ref, frame_factor=1):
     """Free-energy RMSE (kT) and leading timescale (data frames) of a trajectory ``x``.
 
@@ -115,7 +113,7 @@ def evaluate(x, lag_frames, ref, frame_factor=1):
     _, F_exact = binned_reference(ref, FE_EDGES)
     F, _ = free_energy_profile(x, bins=FE_EDGES)
     rmse = free_energy_rmse(F_exact, F, max_free_energy=MAX_FREE_ENERGY)
-    ts = leading_timescale(x, lag_frames, FE_EDGES) * frame_factor
+    ts = float(markov_timescales(x, FE_EDGES, lag_frames)[0]) * frame_factor
     record = {
         "n_frames": int(len(x)),
         "free_energy_rmse_kT": rmse,

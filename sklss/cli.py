@@ -5,22 +5,12 @@ import sys
 import time
 
 
-def _markov_timescale(x, edges, lag_time):
-    import numpy as np
-
-    from .metrics import implied_timescales
-
-    states = np.clip(np.digitize(np.ravel(x), edges) - 1, 0, len(edges) - 2)
-    onehot = np.eye(len(edges) - 1)[states]
-    return float(implied_timescales(onehot, lag_time, n_components=1)[0])
-
-
 def _demo(args):
     import numpy as np
 
     from . import LatentSpaceSimulator, MDNPropagator, SRVTransformer
     from .datasets import four_well, four_well_reference
-    from .metrics import free_energy_profile, free_energy_rmse
+    from .metrics import free_energy_profile, free_energy_rmse, markov_timescales
 
     print("sklss demo: the four-well system of Sidky, Chen & Ferguson (2020), section 3.1")
     t0 = time.perf_counter()
@@ -66,7 +56,7 @@ def _demo(args):
     F_exact = -np.log(exact / exact.max())
     F_syn, _ = free_energy_profile(syn, bins=edges)
     rmse = free_energy_rmse(F_exact, F_syn, max_free_energy=4.0)
-    t_lss = _markov_timescale(syn, edges, 1) * lag * stride
+    t_lss = markov_timescales(syn, edges, 1)[0] * lag * stride
     t_exact = ref.timescales[0] * stride
     print(
         f"\n2. LatentSpaceSimulator(MDN, C=8, tau=100 steps) trained on {len(x):,} frames "

@@ -15,6 +15,7 @@ __all__ = [
     "free_energy_profile",
     "free_energy_rmse",
     "js_divergence",
+    "markov_timescales",
     "timescales_from_eigenvalues",
     "implied_timescales",
     "vamp2_score",
@@ -250,6 +251,27 @@ def block_average(values):
     if len(values) < 2:
         raise ValueError("block_average needs at least two blocks.")
     return values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(len(values))
+
+
+def markov_timescales(x, edges, lag_time, *, n_components=1, dt=1.0):
+    """Implied timescales of a reversible Markov state model on the bins ``edges`` of ``x``.
+
+    Each frame of the one-dimensional coordinate ``x`` (an array, or a list of trajectories)
+    is assigned to its bin (values outside go to the end bins), and the linear VAC of the
+    bin indicators at ``lag_time`` frames is solved: this is a reversible Markov state model.
+
+    Returns
+    -------
+    timescales : ndarray of shape (n_components,)
+        In frames of ``x``, or in the units of ``dt``.
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    trajs = x if is_trajectory_list(x) else [x]
+    onehot = []
+    for t in trajs:
+        states = np.clip(np.digitize(np.ravel(t), edges) - 1, 0, len(edges) - 2)
+        onehot.append(np.eye(len(edges) - 1)[states])
+    return implied_timescales(onehot, lag_time, n_components=n_components, dt=dt)
 
 
 def free_energy_profile(x, bins=50, range=None, kT=1.0, weights=None):

@@ -37,7 +37,6 @@ def exact_free_energy(reference, edges):
 
 def markov_timescale(x, edges, lag=1):
     """Leading implied timescale (frames of ``x``) of a Markov model on the bins ``edges``."""
-    from sklss.metrics import implied_timescales
+    from sklss.metrics import markov_timescales
 
-    states = np.clip(np.digitize(np.ravel(x), edges) - 1, 0, len(edges) - 2)
-    return implied_timescales(np.eye(len(edges) - 1)[states], lag, n_components=1)[0]
+    return markov_timescales(x, edges, lag)[0]

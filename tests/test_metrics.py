@@ -144,3 +144,17 @@ def test_implied_timescales_methods_agree_on_ar1():
     np.testing.assert_allclose(vac, acf, rtol=0.05)
     with pytest.raises(ValueError, match="method"):
         implied_timescales(x, 2, method="magic")
+
+
+def test_markov_timescales_of_a_two_state_chain():
+    from sklss.metrics import markov_timescales
+
+    rng = np.random.default_rng(0)
+    p = 0.02  # switching probability per frame: eigenvalue 1 - 2p
+    flips = rng.random(200_000) < p
+    x = (np.cumsum(flips) % 2).astype(float)
+    ts = markov_timescales(x, [-0.5, 0.5, 1.5], 1)
+    assert ts[0] == pytest.approx(-1 / np.log(1 - 2 * p), rel=0.05)
+    # A list of trajectories pools the counts; dt converts frames to time.
+    ts_list = markov_timescales([x[:100_000], x[100_000:]], [-0.5, 0.5, 1.5], 1, dt=2.0)
+    assert ts_list[0] == pytest.approx(2 * ts[0], rel=0.02)
