@@ -555,6 +555,12 @@ def test_public_names_are_exported():
     import sklss.datasets as ds
 
     assert set(ds.__all__) == {
+        "bead_chain",
+        "bead_chain_configurations",
+        "bond_lengths",
+        "chain_fidelity",
+        "end_to_end_distance",
+        "radius_of_gyration",
         "four_well",
         "four_well_potential",
         "four_well_reference",
