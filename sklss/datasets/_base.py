@@ -92,3 +92,28 @@ def as_trajectory_data(columns, n_trajectories):
     """One array for a single trajectory, a list of contiguous arrays for several."""
     trajs = [np.ascontiguousarray(c, dtype=np.float64) for c in columns]
     return trajs[0] if n_trajectories == 1 else trajs
+
+
+# Largest step stiffness dt * D / kT * max|curvature| accepted: Euler-Maruyama on a harmonic
+# well is stable below 2, and accurate only well below that.
+MAX_STIFFNESS = 1.0
+
+
+def check_physics(dt, kT, diffusion):
+    """Validate the time step, thermal energy and diffusivity; return them as floats."""
+    return (
+        check_positive("dt", dt),
+        check_positive("kT", kT),
+        check_positive("diffusion", diffusion),
+    )
+
+
+def check_stiffness(dt, kT, diffusion, max_curvature, curvature_name):
+    """Reject a step so large that Euler-Maruyama is unstable where the dynamics go."""
+    stiffness = dt * diffusion / kT * max_curvature
+    if stiffness > MAX_STIFFNESS:
+        raise ValueError(
+            f"The 'dt' parameter is too large: dt={dt!r} with diffusion={diffusion!r} and "
+            f"kT={kT!r} gives a step stiffness dt*D/kT*{curvature_name} = {stiffness:.3g} > "
+            f"{MAX_STIFFNESS}; use dt <= {dt * MAX_STIFFNESS / stiffness:.3g}."
+        )

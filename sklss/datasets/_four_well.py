@@ -10,9 +10,11 @@ from sklearn.utils import Bunch
 from ._base import (
     as_trajectory_data,
     check_int,
+    check_physics,
     check_positive,
     check_rng,
     check_start,
+    check_stiffness,
     sample_cells,
 )
 
@@ -30,7 +32,6 @@ _MIN_VECTOR_WALKERS = 64
 # Random numbers drawn at once (per walker in the scalar loop, in all for the walkers).
 _CHUNK = 1 << 17
 # Largest allowed step stiffness dt * D / kT * |V''| over the region the dynamics visit.
-_MAX_STIFFNESS = 1.0
 
 
 def four_well_potential(x):
@@ -83,23 +84,11 @@ def _half_width(kT, cutoff=30.0):
     return float(x[np.argmax(high)])
 
 
-def _check_physics(dt, kT, diffusion):
-    dt = check_positive("dt", dt)
-    kT = check_positive("kT", kT)
-    diffusion = check_positive("diffusion", diffusion)
-    return dt, kT, diffusion
-
-
 def _check_step(dt, kT, diffusion):
     """Reject a step so large that Euler-Maruyama is unstable where the dynamics go."""
     x = np.linspace(-1, 1, 4001) * _half_width(kT, cutoff=20.0)
-    stiffness = dt * diffusion / kT * np.abs(_curvature(x)).max()
-    if stiffness > _MAX_STIFFNESS:
-        raise ValueError(
-            f"The 'dt' parameter is too large: dt={dt!r} with diffusion={diffusion!r} and "
-            f"kT={kT!r} gives a step stiffness dt*D/kT*max|V''| = {stiffness:.3g} > "
-            f"{_MAX_STIFFNESS}; use dt <= {dt * _MAX_STIFFNESS / stiffness:.3g}."
-        )
+    max_curvature = np.abs(_curvature(x)).max()
+    check_stiffness(dt, kT, diffusion, max_curvature, "max|V''|")
 
 
 def _run_scalar(x0, n_frames, stride, a, sigma, rng):
@@ -271,7 +260,7 @@ def four_well(
             f"The 'stride' parameter must not exceed n_steps={n_steps}, or no frame is "
             f"saved. Got stride={stride}."
         )
-    dt, kT, diffusion = _check_physics(dt, kT, diffusion)
+    dt, kT, diffusion = check_physics(dt, kT, diffusion)
     _check_step(dt, kT, diffusion)
     start = check_start("x0", x0, n_trajectories, 1)
     if start is not None:
@@ -388,7 +377,7 @@ def four_well_reference(
     >>> [round(float(t)) for t in ref.timescales[:3]]
     [334, 51, 26]
     """
-    dt, kT, diffusion = _check_physics(dt, kT, diffusion)
+    dt, kT, diffusion = check_physics(dt, kT, diffusion)
     stride = check_int("stride", stride)
     n_grid = check_int("n_grid", n_grid, low=10)
     n_timescales = check_int("n_timescales", n_timescales)

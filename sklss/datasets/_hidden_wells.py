@@ -11,9 +11,11 @@ from .._validation import is_trajectory_list
 from ._base import (
     as_trajectory_data,
     check_int,
+    check_physics,
     check_positive,
     check_rng,
     check_start,
+    check_stiffness,
     sample_cells,
 )
 
@@ -39,7 +41,6 @@ DEFAULT_DT = 2e-3
 DEFAULT_STRIDE = 10
 _MIN_VECTOR_WALKERS = 32
 _CHUNK = 1 << 17
-_MAX_STIFFNESS = 1.0
 
 
 def hidden_wells_potential(Z):
@@ -90,26 +91,13 @@ def _half_width(kT, cutoff=20.0):
     return float(math.ceil(((cutoff * kT - v_min) / _CONFINE) ** 0.25 * 20) / 20)
 
 
-def _check_physics(dt, kT, diffusion):
-    return (
-        check_positive("dt", dt),
-        check_positive("kT", kT),
-        check_positive("diffusion", diffusion),
-    )
-
-
 def _check_step(dt, kT, diffusion):
     half = _half_width(kT, cutoff=15.0)
     g = np.linspace(-half, half, 301)
     X, Y = np.meshgrid(g, g, indexing="ij")
     visited = hidden_wells_potential(np.stack([X, Y], -1)) < -6.0 + 15.0 * kT
-    stiffness = dt * diffusion / kT * _hessian_norm(X[visited], Y[visited]).max()
-    if stiffness > _MAX_STIFFNESS:
-        raise ValueError(
-            f"The 'dt' parameter is too large: dt={dt!r} with diffusion={diffusion!r} and "
-            f"kT={kT!r} gives a step stiffness dt*D/kT*max|Hess V| = {stiffness:.3g} > "
-            f"{_MAX_STIFFNESS}; use dt <= {dt * _MAX_STIFFNESS / stiffness:.3g}."
-        )
+    max_curvature = _hessian_norm(X[visited], Y[visited]).max()
+    check_stiffness(dt, kT, diffusion, max_curvature, "max|Hess V|")
 
 
 def _run_scalar(z0, n_frames, stride, a, sigma, rng):
@@ -361,7 +349,7 @@ def hidden_wells(
     noise = check_positive("noise", noise, allow_zero=True)
     stride = check_int("stride", stride)
     map_seed = check_int("map_seed", map_seed, low=0)
-    dt, kT, diffusion = _check_physics(dt, kT, diffusion)
+    dt, kT, diffusion = check_physics(dt, kT, diffusion)
     _check_step(dt, kT, diffusion)
     start = check_start("x0", x0, n_trajectories, 2)
     if start is not None:
@@ -461,7 +449,7 @@ def hidden_wells_reference(
     >>> [round(float(t)) for t in ref.timescales[:2]]
     [340, 99]
     """
-    dt, kT, diffusion = _check_physics(dt, kT, diffusion)
+    dt, kT, diffusion = check_physics(dt, kT, diffusion)
     stride = check_int("stride", stride)
     n_grid = check_int("n_grid", n_grid, low=10)
     n_timescales = check_int("n_timescales", n_timescales)
