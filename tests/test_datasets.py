@@ -569,3 +569,11 @@ def test_public_names_are_exported():
         "hidden_wells_potential",
         "hidden_wells_reference",
     }
+
+
+@pytest.mark.parametrize("make", ["four_well", "hidden_wells"])
+def test_unstable_time_step_is_refused_with_the_largest_stable_one(make):
+    import sklss.datasets as ds
+
+    with pytest.raises(ValueError, match=r"'dt' parameter is too large.*use dt <= "):
+        getattr(ds, make)(100, dt=0.5, random_state=0)
