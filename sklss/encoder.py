@@ -361,7 +361,8 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
             {"train_loss": ("train_vamp2", -1.0), "valid_loss": ("valid_vamp2", -1.0)},
         )
         self.n_iter_ = len(net.history)
-        self._mlp64 = copy.deepcopy(net.module_.mlp).double().eval()
+        # On the CPU, so a model trained on CUDA unpickles on a machine without a GPU.
+        self._mlp64 = copy.deepcopy(net.module_.mlp).double().eval().cpu()
         self._fit_vac(trajs, lag)
         return self
 
@@ -396,7 +397,8 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
     def _basis(self, traj, exact=True):
         """Network outputs for one validated trajectory, as float64.
 
-        With ``exact`` (``transform``), inference runs a float64 copy of the trained network:
+        With ``exact`` (``transform``), inference runs a float64 copy of the trained network
+        on the CPU:
         float32 matrix products change in the last bits with the batch shape, and a frame's
         projection must not depend on which other frames it is transformed with. The VAC
         step in ``fit`` only needs covariances and uses the faster float32 network.
