@@ -22,6 +22,9 @@ from .metrics import (
 
 # Latent frames decoded per call when generating configurations: bounds the memory in use.
 _DECODE_CHUNK = 262_144
+# Trajectories per independently seeded block in sample: fixed, so that samples do not depend
+# on how many workers propagate the blocks.
+_STARTS_PER_BLOCK = 256
 _SCORING = ("free_energy_rmse", "vamp2", "log_likelihood", "timescale_error")
 
 
@@ -245,6 +248,7 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         *,
         decode=True,
         out=None,
+        n_jobs=None,
     ):
         """Generate trajectories from start frames.
 
@@ -264,6 +268,11 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
             A directory to stream the results into, as ``latent.npy`` and
             ``configurations.npy`` (memory-mapped ``.npy`` files), for runs larger than
             memory. The arrays in the result are then read-only memory maps of those files.
+        n_jobs : int, default=None
+            Propagate blocks of start frames in parallel joblib workers (and so on a Dask
+            cluster under ``joblib.parallel_backend("dask")``). Trajectories are split into
+            fixed blocks of 256 with their own derived seeds, so the samples do not depend on
+            ``n_jobs``.
 
         Returns
         -------
@@ -288,7 +297,7 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
                 folder / "latent.npy", mode="w+", dtype=psi0.dtype, shape=shape
             )
         self._log(f"sampling {len(psi0)} x {n_steps} latent steps")
-        latent = self.propagator_.sample(psi0, n_steps, random_state=seed_p, out=latent_out)
+        latent = self._propagate(psi0, int(n_steps), seed_p, latent_out, n_jobs)
         if folder is not None:
             latent.flush()
             del latent, latent_out
@@ -298,6 +307,27 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
             path = None if folder is None else folder / "configurations.npy"
             configurations = self._decode(latent, seed_d, path)
         return SimulationResult(latent, configurations, self.lag_time_)
+
+    def _propagate(self, psi0, n_steps, seed, out, n_jobs):
+        """Latent trajectories, block by block of start frames, in order or in parallel."""
+        from joblib import Parallel, delayed
+
+        blocks = [slice(s, s + _STARTS_PER_BLOCK) for s in range(0, len(psi0), _STARTS_PER_BLOCK)]
+        seeds = derive_seeds(seed, len(blocks))
+        if out is None:
+            out = np.empty((len(psi0), n_steps, psi0.shape[1]), dtype=psi0.dtype)
+        sample = self.propagator_.sample
+        if n_jobs in (None, 1):
+            # In order, each block written straight into ``out`` (which may be a memory map).
+            for block, s in zip(blocks, seeds):
+                sample(psi0[block], n_steps, random_state=s, out=out[block])
+            return out
+        parts = Parallel(n_jobs=n_jobs)(
+            delayed(sample)(psi0[block], n_steps, random_state=s) for block, s in zip(blocks, seeds)
+        )
+        for block, part in zip(blocks, parts):
+            out[block] = part
+        return out
 
     def _decode(self, latent, seed, path):
         """Decode every latent frame, in chunks, into an array or straight into a file.

@@ -306,3 +306,12 @@ def test_four_well_end_to_end_through_the_composite_api():
     F_syn, _ = free_energy_profile(syn, bins=edges)
     assert free_energy_rmse(exact_free_energy(ref, edges), F_syn, max_free_energy=4.0) <= 0.2
     assert markov_timescale(syn, edges) * lag == pytest.approx(ref.timescales[0], rel=0.15)
+
+
+def test_batches_of_simulations_fan_out_over_workers_with_identical_samples(fitted, wells):
+    X0 = np.concatenate(wells[16:20])[:300]  # two blocks of start frames
+    serial = fitted.sample(X0, 20, random_state=6).latent
+    parallel = fitted.sample(X0, 20, random_state=6, n_jobs=2).latent
+    assert serial.shape == (300, 20, 1)
+    np.testing.assert_array_equal(serial, parallel)
+    np.testing.assert_array_equal(serial[:, 0], X0)
