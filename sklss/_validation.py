@@ -287,3 +287,42 @@ def feature_mean_and_scale(trajs):
     constant = np.flatnonzero(scale <= 1e-12 * np.maximum(1.0, np.abs(mean)))
     scale[constant] = 1.0
     return mean, scale, constant
+
+
+def train_valid_pairs(
+    trajs, fraction, lag_time, *, transform=None, min_valid_pairs=1, monitored="loss"
+):
+    """Lagged pairs for training and for early stopping, from held-out blocks.
+
+    The trajectories are split by :func:`split_train_valid`; each part is passed through
+    ``transform`` (for example the estimator's input scaling) and turned into lagged pairs.
+    If no training trajectory is long enough after the split, everything trains. Validation
+    needs at least ``min_valid_pairs`` pairs; otherwise there is none, and (when ``fraction``
+    asked for some) a warning says that early stopping monitors the training ``monitored``.
+
+    Returns
+    -------
+    train : tuple of ndarray
+        ``(X0, Xt)``.
+    valid : tuple of ndarray or None
+        ``(V0, Vt)``, or ``None`` without validation data.
+    """
+    train, valid = split_train_valid(trajs, fraction, lag_time)
+    if not any(len(t) > lag_time for t in train):
+        train, valid = list(trajs), []
+    transform = transform or (lambda t: t)
+    train_pairs = lagged_pairs([transform(t) for t in train], lag_time, warn=False)
+    valid = [t for t in valid if len(t) > lag_time]
+    valid_pairs = None
+    if valid:
+        pairs = lagged_pairs([transform(t) for t in valid], lag_time, warn=False)
+        if len(pairs[0]) >= min_valid_pairs:
+            valid_pairs = pairs
+    if valid_pairs is None and fraction > 0:
+        warnings.warn(
+            "Too little data to hold out a validation block; early stopping monitors the "
+            f"training {monitored} instead.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return train_pairs, valid_pairs

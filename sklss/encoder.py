@@ -34,7 +34,7 @@ from ._validation import (
     check_trajectories,
     feature_mean_and_scale,
     lagged_pairs,
-    split_train_valid,
+    train_valid_pairs,
 )
 from .metrics import timescales_from_eigenvalues, vamp2_score
 
@@ -310,20 +310,15 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         (net_seed,) = derive_seeds(self.random_state, 1)
 
-        train, valid = split_train_valid(trajs, self.validation_fraction, lag)
-        X0, Xt = lagged_pairs([self._scale(t) for t in train], lag, warn=False)
-        valid_ds = None
-        if valid:
-            V0, Vt = lagged_pairs([self._scale(t) for t in valid], lag, warn=False)
-            if len(V0) > n_basis + 1:
-                valid_ds = Dataset({"x0": V0, "xt": Vt}, None)
-        if valid_ds is None and self.validation_fraction > 0:
-            warnings.warn(
-                "Too little data to hold out a validation block; early stopping monitors the "
-                "training VAMP-2 instead.",
-                UserWarning,
-                stacklevel=2,
-            )
+        (X0, Xt), valid = train_valid_pairs(
+            trajs,
+            self.validation_fraction,
+            lag,
+            transform=self._scale,
+            min_valid_pairs=n_basis + 2,
+            monitored="VAMP-2",
+        )
+        valid_ds = None if valid is None else Dataset({"x0": valid[0], "xt": valid[1]}, None)
 
         monitor = "valid_loss" if valid_ds is not None else "train_loss"
         callbacks = [

@@ -35,7 +35,7 @@ from ._validation import (
     check_trajectories,
     feature_mean_and_scale,
     lagged_pairs,
-    split_train_valid,
+    train_valid_pairs,
 )
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -484,22 +484,14 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         device = resolve_device(self.device)
         (net_seed,) = derive_seeds(self.random_state, 1)
 
-        train, valid = split_train_valid(trajs, self.validation_fraction, lag)
-        if not any(len(t) > lag for t in train):
-            train, valid = trajs, []
-        X0, Xt = lagged_pairs([self._scale(t) for t in train], lag, warn=False)
-        valid = [t for t in valid if len(t) > lag]
-        valid_ds = None
-        if valid:
-            V0, Vt = lagged_pairs([self._scale(t) for t in valid], lag, warn=False)
-            valid_ds = Dataset({"x0": V0, "xt": Vt}, None)
-        elif self.validation_fraction > 0:
-            warnings.warn(
-                "Too little data to hold out a validation block; early stopping monitors the "
-                "training log-likelihood instead.",
-                UserWarning,
-                stacklevel=2,
-            )
+        (X0, Xt), valid = train_valid_pairs(
+            trajs,
+            self.validation_fraction,
+            lag,
+            transform=self._scale,
+            monitored="log-likelihood",
+        )
+        valid_ds = None if valid is None else Dataset({"x0": valid[0], "xt": valid[1]}, None)
 
         monitor = "valid_loss" if valid_ds is not None else "train_loss"
         stopper = best_epoch_stopping(monitor, self.patience)
