@@ -167,12 +167,17 @@ class SklssNet(NeuralNet):
     ``module.forward(**X)``; there is no target (``y=None``). A ``KeyboardInterrupt`` stops
     training with a warning; skorch then runs ``on_train_end``, so early stopping restores the
     best weights so far and the history is kept.
+
+    ``max_epochs`` counts the epochs already in the history: a fit that a checkpoint restored
+    to epoch ``k`` runs the remaining ``max_epochs - k``.
     """
 
     interrupted_ = False
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         self.interrupted_ = False
+        if epochs is None:
+            epochs = max(0, self.max_epochs - len(self.history))
         try:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         except KeyboardInterrupt:
@@ -180,8 +185,8 @@ class SklssNet(NeuralNet):
             if not _early_stopping_triggered(self):
                 self.interrupted_ = True
                 warnings.warn(
-                    f"Training interrupted after {len(self.history)} epochs; keeping the best "
-                    "weights so far.",
+                    f"Training interrupted after {len(completed_epochs(self.history))} complete "
+                    f"epochs; keeping {_kept_weights(self)}.",
                     UserWarning,
                     stacklevel=2,
                 )
@@ -195,15 +200,35 @@ def _early_stopping_triggered(net):
     return False
 
 
+def _kept_weights(net):
+    """What an interrupted fit keeps: the best epoch's weights under early stopping."""
+    for _, cb in getattr(net, "callbacks_", []):
+        weights = getattr(cb, "best_model_weights_", None)
+        if isinstance(cb, EarlyStopping) and cb.load_best and weights is not None:
+            return f"the weights of the best epoch so far ({cb.best_epoch_})"
+    return "the weights reached so far"
+
+
+def completed_epochs(history):
+    """The rows of a skorch history whose training pass ran to the end.
+
+    skorch records ``train_batch_count`` once an epoch's last training batch is done; an
+    epoch that a Ctrl-C cut short before that has no count.
+    """
+    return [row for row in history if "train_batch_count" in row]
+
+
 def history_to_dict(history, columns):
     """Turn a skorch ``History`` into a dict of per-epoch lists, renaming ``columns``.
 
     ``columns`` maps skorch keys (``"train_loss"``) to ``(name, sign)``; the value is
-    multiplied by ``sign``, so a negated loss becomes a score.
+    multiplied by ``sign``, so a negated loss becomes a score. An epoch whose training pass
+    a Ctrl-C cut short is left out.
     """
-    out = {"epoch": [int(row["epoch"]) for row in history]}
+    rows = completed_epochs(history)
+    out = {"epoch": [int(row["epoch"]) for row in rows]}
     for key, (name, sign) in columns.items():
-        out[name] = [float(sign * row[key]) if key in row else None for row in history]
+        out[name] = [float(sign * row[key]) if key in row else None for row in rows]
     return out
 
 

@@ -1,6 +1,7 @@
 """The cWGAN decoder: generate molecular configurations consistent with a latent point."""
 
 import copy
+import os
 import warnings
 from numbers import Integral, Real
 
@@ -13,6 +14,7 @@ from skorch.dataset import Dataset, unpack_data
 from skorch.helper import predefined_split
 from torch import nn
 
+from ._checkpoint import checkpoint_callbacks
 from ._compat import Interval, StrOptions, _fit_context
 from ._nn import (
     ACTIVATIONS,
@@ -288,6 +290,15 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
         trajectory (never shuffled frames). 0 holds nothing out.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Torch device for training and decoding; ``"auto"`` uses CUDA when available.
+    checkpoint : str or path-like, default=None
+        A file that ``fit`` writes the training state to after every epoch (generator, critic,
+        averaged generator and optimizer state, history, random number generator state), in the
+        safe format of :mod:`sklss.io` (never pickled), each time replaced atomically. A ``fit``
+        that finds a checkpoint written for the same parameters and data resumes from it and, on
+        the CPU, ends with the same model as an uninterrupted fit. ``max_epochs``, ``device``
+        and ``verbose`` may differ, so raising ``max_epochs`` extends a finished fit. A
+        checkpoint from other parameters or data is replaced, with a warning. Give every fit its
+        own file (not one shared by the fits of a grid search).
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, mini-batch shuffling and the noise used in training. The
         same int gives bitwise identical fitted weights on CPU; the caller's global random
@@ -379,6 +390,7 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "device": [StrOptions({"cpu", "cuda", "auto"})],
+        "checkpoint": [str, os.PathLike, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -398,6 +410,7 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
         max_epochs=100,
         validation_fraction=0.1,
         device="cpu",
+        checkpoint=None,
         random_state=None,
         verbose=0,
     ):
@@ -413,6 +426,7 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.validation_fraction = validation_fraction
         self.device = device
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
 
@@ -473,6 +487,8 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
         ]
         if self.verbose:
             callbacks.append(("progress", ProgressBar()))
+        # Last, so that a checkpoint holds what the other callbacks did in the epoch.
+        callbacks += checkpoint_callbacks(self, trajs, targets)
         arch = {"hidden_layer_sizes": hidden, "activation": self.activation}
         net = _CWGANNet(
             module=_Generator,
@@ -516,7 +532,7 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
                 "valid_loss": ("valid_wasserstein", 1.0),
             },
         )
-        self.n_iter_ = len(net.history)
+        self.n_iter_ = len(self.history_["epoch"])
         return self
 
     def _scale_x(self, x):
@@ -603,7 +619,7 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        Y : ndarray of shape (n_frames, n_outputs_) or list of such arrays
+        Y : ndarray of shape (n_frames, n_outputs) or list of such arrays
             The same form as ``X``; 1-D per trajectory if ``Y`` was 1-D in ``fit``. float32
             input gives float32 output, anything else float64.
         """
@@ -626,7 +642,7 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        Y : ndarray of shape (n_frames, n_outputs_) or list of such arrays
+        Y : ndarray of shape (n_frames, n_outputs) or list of such arrays
             The same form as ``X``; 1-D per trajectory if ``Y`` was 1-D in ``fit``. float32
             input gives float32 output, anything else float64.
         """
@@ -657,7 +673,7 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_frames, n_features) or list of such arrays
             Latent points.
-        y : array-like of shape (n_frames, n_outputs_) or list of such arrays
+        y : array-like of shape (n_frames, n_outputs) or list of such arrays
             The real configurations ``Y`` of those frames.
 
         Returns

@@ -1,6 +1,7 @@
 """The SRV encoder: a state-free reversible VAMPnet that learns slow eigenfunctions."""
 
 import copy
+import os
 import warnings
 from numbers import Integral, Real
 
@@ -13,6 +14,7 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 
+from ._checkpoint import checkpoint_callbacks
 from ._compat import Interval, StrOptions, _fit_context
 from ._covariance import inv_sqrt, lagged_covariances
 from ._nn import (
@@ -155,6 +157,15 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         functions and singular values are used instead.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Torch device; ``"auto"`` uses CUDA when available.
+    checkpoint : str or path-like, default=None
+        A file that ``fit`` writes the training state to after every epoch (weights, optimizer
+        and early-stopping state, history, random number generator state), in the safe format of
+        :mod:`sklss.io` (never pickled), each time replaced atomically. A ``fit`` that finds a
+        checkpoint written for the same parameters and data resumes from it and, on the CPU,
+        ends with the same model as an uninterrupted fit. ``max_epochs``, ``device`` and
+        ``verbose`` may differ, so raising ``max_epochs`` extends a finished fit. A checkpoint
+        from other parameters or data is replaced, with a warning. Give every fit its own file
+        (not one shared by the fits of a grid search).
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation and batch shuffling. The same int gives bitwise identical
         results on CPU; the caller's global random state is never touched.
@@ -163,10 +174,10 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    eigenvalues_ : ndarray of shape (n_components_,)
+    eigenvalues_ : ndarray of shape (n_components,)
         Eigenvalues ``lambda_i`` of the transfer operator at ``lag_time``, descending (VAMP
         singular values when ``reversible=False``).
-    timescales_ : ndarray of shape (n_components_,)
+    timescales_ : ndarray of shape (n_components,)
         Implied timescales in frames.
     n_components_ : int
         Number of eigenfunctions returned by ``transform``.
@@ -233,6 +244,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "reversible": ["boolean"],
         "device": [StrOptions({"cpu", "cuda", "auto"})],
+        "checkpoint": [str, os.PathLike, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -254,6 +266,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         epsilon=1e-6,
         reversible=True,
         device="cpu",
+        checkpoint=None,
         random_state=None,
         verbose=0,
     ):
@@ -271,6 +284,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         self.epsilon = epsilon
         self.reversible = reversible
         self.device = device
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
 
@@ -327,6 +341,8 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         ]
         if self.verbose and self.verbose > 1:
             callbacks.append(("progress", ProgressBar()))
+        # Last, so that a checkpoint holds what the other callbacks did in the epoch.
+        callbacks += checkpoint_callbacks(self, trajs)
         net = _SRVNet(
             module=_Lobe,
             module__n_features=self.n_features_in_,
@@ -355,7 +371,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
             net.history,
             {"train_loss": ("train_vamp2", -1.0), "valid_loss": ("valid_vamp2", -1.0)},
         )
-        self.n_iter_ = len(net.history)
+        self.n_iter_ = len(self.history_["epoch"])
         # On the CPU, so a model trained on CUDA unpickles on a machine without a GPU.
         self._mlp64 = copy.deepcopy(net.module_.mlp).double().eval().cpu()
         self._fit_vac(trajs, lag)
@@ -459,7 +475,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        psi : ndarray of shape (n_frames, n_components_) or list of such arrays
+        psi : ndarray of shape (n_frames, n_components) or list of such arrays
             The same form as ``X``. Columns are ordered by eigenvalue; float32 input gives
             float32 output, anything else float64.
         """

@@ -1,6 +1,7 @@
 """The MDN propagator: transition densities in the latent space, sampled step after step."""
 
 import math
+import os
 import warnings
 from numbers import Integral, Real
 
@@ -14,6 +15,7 @@ from skorch.helper import predefined_split
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from ._checkpoint import checkpoint_callbacks
 from ._compat import Interval, StrOptions, _fit_context
 from ._nn import (
     ACTIVATIONS,
@@ -333,6 +335,15 @@ class MDNPropagator(DensityMixin, BaseEstimator):
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Torch device for training, ``predict`` and ``score``; ``"auto"`` uses CUDA when
         available. ``sample`` always runs on the CPU (see Notes).
+    checkpoint : str or path-like, default=None
+        A file that ``fit`` writes the training state to after every epoch (weights, optimizer,
+        early-stopping and learning-rate schedule state, history, random number generator
+        state), in the safe format of :mod:`sklss.io` (never pickled), each time replaced
+        atomically. A ``fit`` that finds a checkpoint written for the same parameters and data
+        resumes from it and, on the CPU, ends with the same model as an uninterrupted fit.
+        ``max_epochs``, ``device`` and ``verbose`` may differ, so raising ``max_epochs`` extends
+        a finished fit. A checkpoint from other parameters or data is replaced, with a warning.
+        Give every fit its own file (not one shared by the fits of a grid search).
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation and batch shuffling. The same int gives bitwise identical
         parameters on CPU, whatever torch's thread setting (training runs with one intra-op
@@ -343,11 +354,11 @@ class MDNPropagator(DensityMixin, BaseEstimator):
 
     Attributes
     ----------
-    mean_ : ndarray of shape (n_features_in_,)
+    mean_ : ndarray of shape (n_features,)
         Per-feature mean of the training data, removed before the network.
-    scale_ : ndarray of shape (n_features_in_,)
+    scale_ : ndarray of shape (n_features,)
         Per-feature standard deviation of the training data (1 for a constant feature).
-    data_min_, data_max_ : ndarray of shape (n_features_in_,)
+    data_min_, data_max_ : ndarray of shape (n_features,)
         Per-feature range of the training data: the box that ``sample`` keeps trajectories in.
     history_ : dict of lists
         Per-epoch ``"epoch"``, ``"train_nll"`` (mean negative log-likelihood per training
@@ -425,6 +436,7 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         "patience": [Interval(Integral, 1, None, closed="left")],
         "sigma_floor": [Interval(Real, 0, None, closed="neither")],
         "device": [StrOptions({"cpu", "cuda", "auto"})],
+        "checkpoint": [str, os.PathLike, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -443,6 +455,7 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         patience=10,
         sigma_floor=1e-3,
         device="cpu",
+        checkpoint=None,
         random_state=None,
         verbose=0,
     ):
@@ -457,6 +470,7 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         self.patience = patience
         self.sigma_floor = sigma_floor
         self.device = device
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
 
@@ -513,6 +527,8 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         ]
         if self.verbose and self.verbose > 1:
             callbacks.append(("progress", ProgressBar()))
+        # Last, so that a checkpoint holds what the other callbacks did in the epoch.
+        callbacks += checkpoint_callbacks(self, trajs)
         net = _MDNNet(
             module=_MixtureDensityModule,
             module__n_features=self.n_features_in_,
@@ -549,7 +565,7 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         for key in ("train_nll", "valid_nll"):
             history[key] = [None if v is None else v + log_jacobian for v in history[key]]
         self.history_ = history
-        self.n_iter_ = len(net.history)
+        self.n_iter_ = len(self.history_["epoch"])
         return self
 
     def _fit_scaling(self, trajs):

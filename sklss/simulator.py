@@ -374,13 +374,19 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
 
     # --- scoring ----------------------------------------------------------------------------
 
-    def _simulate_like(self, psi_trajs, random_state):
-        """Latent LSS trajectories from the first frame of each held-out trajectory, each as
-        long (in MD frames) as that trajectory."""
+    def _simulate_like(self, psi_trajs, random_state, n_steps=None):
+        """Latent LSS trajectories from the first frame of each held-out trajectory.
+
+        ``n_steps`` (propagator steps of one lag each) defaults to as many as cover the
+        longest held-out trajectory.
+        """
         starts = np.stack([t[0] for t in psi_trajs])
-        longest = max(len(t) for t in psi_trajs)
-        n_steps = max(2, -(-longest // self.lag_time_))
-        return self.propagator_.sample(starts, n_steps, random_state=random_state)
+        if n_steps is None:
+            longest = max(len(t) for t in psi_trajs)
+            n_steps = -(-longest // self.lag_time_)
+        elif not isinstance(n_steps, Integral) or isinstance(n_steps, bool):
+            raise ValueError(f"n_steps must be an integer of at least 2; got {n_steps!r}.")
+        return self.propagator_.sample(starts, max(2, int(n_steps)), random_state=random_state)
 
     def _latent_trajs(self, X):
         psi = self.transform(X)
@@ -402,13 +408,27 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         trajs, is_list = check_trajectories(self, X, reset=False)
         return self.encoder_.score(as_output_form(trajs, is_list))
 
-    def implied_timescales(self, X, *, n_blocks=5, random_state=None):
+    def implied_timescales(self, X, *, n_steps=None, n_blocks=5, random_state=None):
         """Implied timescales of MD and of the LSS, from autocorrelation fits (in frames).
 
         Each latent coordinate of the held-out data ``X`` and of synthetic trajectories
-        (started from the first frame of each held-out trajectory and as long) gets an
-        exponential fit to its autocorrelation, as in the paper's section 3.2; standard errors
-        come from ``n_blocks`` contiguous blocks.
+        (started from the first frame of each held-out trajectory) gets an exponential fit to
+        its autocorrelation, as in the paper's section 3.2; standard errors come from
+        ``n_blocks`` contiguous blocks.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_features) or list of them
+            Held-out trajectory data.
+        n_steps : int, default=None
+            Length of each synthetic trajectory in propagator steps (one lag time each).
+            ``None`` makes them as long as the longest held-out trajectory. Longer runs shrink
+            the LSS error bar; the MD one is set by the held-out data.
+        n_blocks : int, default=5
+            Blocks for the standard errors.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the simulation; ``None`` uses a seed fixed by the simulator's
+            ``random_state``, so the result is deterministic.
 
         Returns
         -------
@@ -419,28 +439,67 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         psi = self._latent_trajs(X)
         md, md_se = autocorrelation_timescales(psi, n_blocks=n_blocks)
-        synthetic = self._simulate_like(psi, self._score_seed(random_state))
+        synthetic = self._simulate_like(psi, self._score_seed(random_state), n_steps)
         lss, lss_se = autocorrelation_timescales(
             list(synthetic), dt=self.lag_time_, n_blocks=n_blocks
         )
         return {"md": md, "md_std_error": md_se, "lss": lss, "lss_std_error": lss_se}
 
-    def free_energy_rmse(self, X, *, coordinate=0, bins=50, kT=1.0, random_state=None):
+    def free_energy_rmse(
+        self,
+        X,
+        *,
+        coordinate=0,
+        n_steps=None,
+        bins=50,
+        kT=1.0,
+        max_free_energy=None,
+        random_state=None,
+    ):
         """RMSE (in kT) between MD and LSS free-energy profiles along one latent coordinate.
 
-        Synthetic latent trajectories start from the first frame of each held-out trajectory
-        and are as long; both profiles share ``bins`` bins over the held-out data's range, and
-        the RMSE is taken over bins both populate, after the optimal additive shift.
+        Synthetic latent trajectories start from the first frame of each held-out trajectory;
+        both profiles share ``bins`` bins over the held-out data's range, and the RMSE is taken
+        over bins both populate, after the optimal additive shift
+        (:func:`sklss.metrics.free_energy_rmse`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_features) or list of them
+            Held-out trajectory data.
+        coordinate : int, default=0
+            The latent coordinate (0 is psi_1, the slowest).
+        n_steps : int, default=None
+            Length of each synthetic trajectory in propagator steps; ``None`` makes them as
+            long as the longest held-out trajectory.
+        bins : int, default=50
+            Number of bins over the held-out range.
+        kT : float, default=1.0
+            Thermal energy; the RMSE is in these units.
+        max_free_energy : float, default=None
+            If given, only bins whose MD free energy is at most this far above the MD minimum
+            count (in units of ``kT``): sparsely visited tails are noisy in both profiles.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the simulation; ``None`` uses a seed fixed by the simulator's
+            ``random_state``.
         """
         check_is_fitted(self)
         psi = self._latent_trajs(X)
-        synthetic = self._simulate_like(psi, self._score_seed(random_state))
+        m = psi[0].shape[1]
+        if not isinstance(coordinate, Integral) or not 0 <= coordinate < m:
+            raise ValueError(
+                f"coordinate must be an integer in [0, {m}) (the latent dimension); "
+                f"got {coordinate!r}."
+            )
+        synthetic = self._simulate_like(psi, self._score_seed(random_state), n_steps)
         md = np.concatenate([t[:, coordinate] for t in psi])
         lss = synthetic[:, :, coordinate].ravel()
         lo, hi = md.min(), md.max()
         F_md, _ = free_energy_profile(md, bins=bins, range=(lo, hi), kT=kT)
         F_lss, _ = free_energy_profile(lss, bins=bins, range=(lo, hi), kT=kT)
-        return free_energy_rmse(F_md, F_lss)
+        if max_free_energy is not None:
+            max_free_energy = max_free_energy * kT
+        return free_energy_rmse(F_md, F_lss, max_free_energy=max_free_energy)
 
     def score(self, X, y=None):
         """Score on held-out trajectory data, higher is better; see ``scoring``.

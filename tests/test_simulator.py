@@ -122,6 +122,28 @@ def test_scoring_options(fitted, wells):
 # --- splitters -----------------------------------------------------------------------------
 
 
+def test_longer_synthetic_runs_shrink_the_lss_error_bar(fitted, wells):
+    held_out = wells[16:]  # 4 x 2,000 frames: 200 steps of lag 10 each by default
+    short = fitted.implied_timescales(held_out, random_state=0)
+    long = fitted.implied_timescales(held_out, n_steps=4_000, random_state=0)
+    np.testing.assert_array_equal(short["md"], long["md"])  # MD side is the held-out data
+    assert long["lss_std_error"][0] < short["lss_std_error"][0]
+    with pytest.raises(ValueError, match="n_steps must be an integer"):
+        fitted.implied_timescales(held_out, n_steps=2.5)
+
+
+def test_free_energy_rmse_options_restrict_bins_and_check_the_coordinate(fitted, wells):
+    held_out = wells[16:]
+    every_bin = fitted.free_energy_rmse(held_out, n_steps=2_000)
+    low_only = fitted.free_energy_rmse(held_out, n_steps=2_000, max_free_energy=2.0)
+    assert np.isfinite(low_only) and low_only != every_bin
+    # Halving kT halves every free energy, and so the RMSE, when the same bins count.
+    half = fitted.free_energy_rmse(held_out, n_steps=2_000, kT=0.5)
+    assert half == pytest.approx(every_bin / 2)
+    with pytest.raises(ValueError, match=r"coordinate must be an integer in \[0, 1\)"):
+        fitted.free_energy_rmse(held_out, coordinate=1)
+
+
 def test_trajectory_kfold_holds_out_whole_trajectories(wells):
     folds = list(TrajectoryKFold(4).split(wells))
     assert len(folds) == 4
