@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_CPU_VERSION ?= 2.13.0
 
-.PHONY: demo test lint format bench install clean
+.PHONY: demo test docs lint format bench install clean
 
 # The stamp file records that the environment was built; delete it (or `make clean`) to rebuild.
 $(VENV)/.installed: pyproject.toml
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 		echo "No GPU: installing torch==$(TORCH_CPU_VERSION) (CPU build)"; \
 		$(PIP) install "torch==$(TORCH_CPU_VERSION)"; \
 	fi
-	$(PIP) install -e ".[test,md,dask,bench]"
+	$(PIP) install -e ".[test,md,dask,bench,docs]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -30,6 +30,10 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
+
+# The documentation, with warnings as errors; the API pages are generated into docs/api/.
+docs: $(VENV)/.installed
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -43,4 +47,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_encoder.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info docs/_build docs/api

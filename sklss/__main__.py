@@ -1,3 +1,5 @@
+"""``python -m sklss``: the same as the ``sklss`` command."""
+
 import sys
 
 from .cli import main
