@@ -350,7 +350,8 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         thread), so also in joblib workers; the caller's global random state is never touched.
         The randomness of ``sample`` has its own ``random_state`` argument.
     verbose : int, default=0
-        0 is silent, 1 prints a line per epoch, 2 also shows a progress bar per epoch.
+        0 is silent, 1 prints a line per epoch and shows a progress bar in ``sample``, 2 also
+        shows a progress bar per epoch.
 
     Attributes
     ----------
@@ -771,6 +772,11 @@ class MDNPropagator(DensityMixin, BaseEstimator):
 
         out[:, 0] = X0
         threads = 1 if n_starts < _SINGLE_THREAD_ROWS else None
+        progress = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=shape[1] - 1, desc="sampling", unit="step")
         with threadpool_limits(limits=threads, user_api="blas"):
             for start in range(1, shape[1], block):
                 n = min(block, shape[1] - start)
@@ -780,6 +786,10 @@ class MDNPropagator(DensityMixin, BaseEstimator):
                 # Exact in data units too, despite float32 rounding near the walls.
                 np.clip(frames, self.data_min_, self.data_max_, out=frames)
                 out[:, start : start + n] = frames
+                if progress is not None:
+                    progress.update(n)
+        if progress is not None:
+            progress.close()
         if hasattr(out, "flush"):
             out.flush()
         return out

@@ -7,6 +7,7 @@ import torch
 from conftest import ar1, exact_free_energy, markov_timescale
 from scipy import sparse
 from scipy.stats import kstest, norm
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold
 
@@ -91,6 +92,17 @@ def test_one_step_samples_have_the_known_mean_and_variance(fitted):
     step = fitted.sample(X0, n_steps=2, random_state=0)[:, 1]
     np.testing.assert_allclose(step.mean(axis=0), [0.8, -0.5], atol=0.1)
     np.testing.assert_allclose(step.var(axis=0), [1.0, 1.0], atol=0.12)
+
+
+def test_sampling_shows_a_progress_bar_only_when_verbose(fitted, capsys):
+    X0 = np.zeros((3, 2))
+    quiet = fitted.sample(X0, n_steps=50, random_state=0)
+    assert capsys.readouterr().err == ""
+    loud = clone(fitted).set_params(verbose=1)
+    loud.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    np.testing.assert_array_equal(loud.sample(X0, n_steps=50, random_state=0), quiet)
+    err = capsys.readouterr().err
+    assert "sampling" in err and "49/49" in err
 
 
 def test_score_matches_the_exact_log_likelihood_on_held_out_data(fitted):
