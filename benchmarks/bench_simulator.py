@@ -11,10 +11,11 @@
 3. ``four_well``: encoder and decoder passthrough, MDN on x (tau = 100 steps, C = 8):
    free-energy RMSE against the exact profile (target 0.2 kT over F <= 4 kT) and the leading
    implied timescale of a Markov model on the synthetic trajectory (target 15 %).
-4. ``hidden``: SRV + MDN + cWGAN on the hidden-coordinate toy: free-energy RMSE along psi_1
-   against held-out data (target 0.3 kT), the slowest autocorrelation timescale, LSS against
-   held-out MD (target 15 %), and the mean Jensen-Shannon divergence of the decoded features'
-   marginals against held-out data (target 0.05).
+4. ``hidden``: SRV + MDN + cWGAN on the hidden-coordinate toy (200k training frames, 1M
+   held-out): free-energy RMSE along psi_1 against held-out data (target 0.3 kT), the slowest
+   autocorrelation timescale, LSS against held-out MD (target 15 %) and against the exact
+   value, and the mean Jensen-Shannon divergence of the decoded features' marginals against
+   held-out data (target 0.05).
 
 Prints Markdown tables and writes ``results/bench_simulator.json``.
 
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from sklss import CWGANDecoder, LatentSpaceSimulator, MDNPropagator, SRVTransformer
-from sklss.datasets import four_well, four_well_reference, hidden_wells
+from sklss.datasets import four_well, four_well_reference, hidden_wells, hidden_wells_reference
 from sklss.metrics import free_energy_profile, free_energy_rmse, js_divergence, markov_timescales
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -175,13 +176,15 @@ def part_four_well(args):
 
 
 def part_hidden(args):
-    X, _ = hidden_wells(
-        args.hidden_frames // 4, n_trajectories=4, n_features=20, random_state=0, return_latent=True
+    X = hidden_wells(args.hidden_frames // 4, n_trajectories=4, n_features=20, random_state=0)
+    # Held-out MD five times as long as the training data: the autocorrelation fit of one
+    # 100k-frame trajectory scatters by about 12 %, so short held-out data cannot judge 15 %.
+    X_test = hidden_wells(
+        5 * args.hidden_frames // 4, n_trajectories=4, n_features=20, random_state=1
     )
-    X_test = hidden_wells(args.hidden_frames // 8, n_trajectories=4, n_features=20, random_state=1)
     lss = LatentSpaceSimulator(
         SRVTransformer(n_components=2, batch_size=4096, max_epochs=args.epochs),
-        MDNPropagator(n_kernels=24, max_epochs=args.epochs),
+        MDNPropagator(n_kernels=24, max_epochs=100),
         CWGANDecoder(batch_size=256, max_epochs=args.gan_epochs),
         lag_time=5,
         random_state=0,
@@ -189,39 +192,54 @@ def part_hidden(args):
     t0 = time.perf_counter()
     lss.fit(X)
     fit_s = time.perf_counter() - t0
-    rmse = lss.free_energy_rmse(X_test)
-    its = lss.implied_timescales(X_test)
+    n_steps = 4 * len(X_test[0]) // lss.lag_time_  # synthetic runs 4x the held-out length
+    t0 = time.perf_counter()
+    rmse = lss.free_energy_rmse(X_test, n_steps=n_steps)
+    rmse_5kT = lss.free_energy_rmse(X_test, n_steps=n_steps, max_free_energy=5.0)
+    its = lss.implied_timescales(X_test, n_steps=n_steps)
     starts = np.stack([x[0] for x in X_test])
-    n_steps = len(X_test[0]) // lss.lag_time_
-    configs = lss.sample(starts, n_steps, random_state=3).configurations.reshape(-1, 20)
+    configs = lss.sample(starts, len(X_test[0]) // lss.lag_time_, random_state=3).configurations
+    score_s = time.perf_counter() - t0
+    configs = configs.reshape(-1, 20)
     md = np.concatenate(X_test)
     js = []
     for j in range(md.shape[1]):
         edges = np.linspace(md[:, j].min(), md[:, j].max(), 41)
         js.append(
-            js_divergence(
-                np.histogram(md[:, j], edges)[0] + 1e-12,
-                np.histogram(configs[:, j], edges)[0] + 1e-12,
-            )
+            js_divergence(np.histogram(md[:, j], edges)[0], np.histogram(configs[:, j], edges)[0])
         )
+    exact = hidden_wells_reference().timescales
     res = {
+        "train_frames": sum(len(x) for x in X),
+        "held_out_frames": int(md.shape[0]),
         "fit_seconds": fit_s,
+        "scoring_seconds": score_s,
         "free_energy_rmse_kT": rmse,
-        "t1_md": float(its["md"][0]),
-        "t1_md_se": float(its["md_std_error"][0]),
-        "t1_lss": float(its["lss"][0]),
-        "t1_lss_se": float(its["lss_std_error"][0]),
-        "t1_relative_error": float(its["lss"][0] / its["md"][0] - 1),
+        "free_energy_rmse_kT_below_5kT": rmse_5kT,
+        "srv_timescales": lss.encoder_.timescales_.tolist(),
+        "exact_timescales": exact[:2].tolist(),
+        "md": its["md"].tolist(),
+        "md_se": its["md_std_error"].tolist(),
+        "lss": its["lss"].tolist(),
+        "lss_se": its["lss_std_error"].tolist(),
+        "t1_relative_error_vs_md": float(its["lss"][0] / its["md"][0] - 1),
+        "t1_relative_error_vs_exact": float(its["lss"][0] / exact[0] - 1),
         "mean_feature_js": float(np.mean(js)),
+        "max_feature_js": float(np.max(js)),
     }
     print("\n### Hidden-coordinate toy, SRV + MDN + cWGAN\n")
-    print("| FE RMSE psi_1 (kT) | t1 MD | t1 LSS | error | mean feature JS |")
-    print("|---|---|---|---|---|")
-    print(
-        f"| {rmse:.3f} | {res['t1_md']:.0f} ± {res['t1_md_se']:.0f} | "
-        f"{res['t1_lss']:.0f} ± {res['t1_lss_se']:.0f} | {res['t1_relative_error']:+.1%} | "
-        f"{res['mean_feature_js']:.4f} |"
-    )
+    print("| FE RMSE psi_1 (kT) | same, F <= 5 kT | mean (max) feature JS |")
+    print("|---|---|---|")
+    print(f"| {rmse:.3f} | {rmse_5kT:.3f} | {np.mean(js):.4f} ({np.max(js):.4f}) |")
+    print("\n| process | exact | SRV eigenvalue | MD acf fit | LSS acf fit | LSS vs MD |")
+    print("|---|---|---|---|---|---|")
+    for i in range(2):
+        print(
+            f"| t{i + 1} | {exact[i]:.0f} | {lss.encoder_.timescales_[i]:.0f} | "
+            f"{its['md'][i]:.0f} ± {its['md_std_error'][i]:.0f} | "
+            f"{its['lss'][i]:.0f} ± {its['lss_std_error'][i]:.0f} | "
+            f"{its['lss'][i] / its['md'][i] - 1:+.1%} |"
+        )
     return res
 
 
