@@ -1,4 +1,9 @@
-"""Saving and loading sklss models in a format that never unpickles.
+"""Saving and loading sklss models in a format that never unpickles, and trajectory files.
+
+:func:`write_trajectory` and :func:`read_trajectory` move configurations (nm) between arrays
+and the DCD, XTC and PDB files that VMD, PyMOL and nglview open, through mdtraj (the
+``sklss[md]`` extra); reading checks frame and atom counts and names the file when they are
+wrong.
 
 A pickle (and so a joblib file) runs code of the writer's choosing when it is loaded. Models
 shared between people go through :func:`save` and :func:`load` instead, which store data only:
@@ -80,8 +85,9 @@ from torch import nn
 
 from . import __version__
 from ._nn import ACTIVATIONS, TensorBatchLoader
+from ._trajectory_files import read_trajectory, write_trajectory
 
-__all__ = ["InvalidModelFileError", "load", "save"]
+__all__ = ["InvalidModelFileError", "load", "read_trajectory", "save", "write_trajectory"]
 
 FORMAT = "sklss"
 FORMAT_VERSION = 1

@@ -555,6 +555,8 @@ def test_public_names_are_exported():
     import sklss.datasets as ds
 
     assert set(ds.__all__) == {
+        "alanine_dipeptide",
+        "alanine_dipeptide_structure",
         "bead_chain",
         "bead_chain_configurations",
         "bond_lengths",

@@ -66,8 +66,6 @@ def test_lag_and_components_guide_runs(tmp_path, monkeypatch, capsys):
 def test_alanine_dipeptide_tutorial_writes_a_dcd(tmp_path, monkeypatch, capsys):
     pytest.importorskip("mdtraj", reason="the alanine dipeptide tutorial needs mdtraj")
     pytest.importorskip("openmm", reason="the alanine dipeptide tutorial needs OpenMM")
-    if not hasattr(importlib.import_module("sklss.io"), "write_trajectory"):
-        pytest.skip("sklss.io does not export write_trajectory yet")
     out = run_tutorial("alanine_dipeptide", tmp_path, monkeypatch, capsys)
     assert "wrote lss.dcd: 30 frames of 10 atoms" in out
     assert (tmp_path / "lss.dcd").stat().st_size > 0

@@ -8,11 +8,17 @@
   :func:`hidden_wells_reference` gives its exact stationary density, timescales and
   eigenfunctions.
 
-Every generator returns trajectory data (one float64 array of shape
-``(n_frames, n_features)``, or a list of them), counts time in frames, and takes a
+* :func:`alanine_dipeptide` -- molecular dynamics of alanine dipeptide in implicit solvent,
+  run with OpenMM (the optional ``md`` extra) and cached on disk; it returns
+  ``mdtraj.Trajectory`` objects, and :func:`alanine_dipeptide_structure` gives its
+  energy-minimised starting structure.
+
+The toy generators return trajectory data (one float64 array of shape
+``(n_frames, n_features)``, or a list of them), count time in frames, and take a
 ``random_state`` without touching numpy's global random state.
 """
 
+from ._alanine_dipeptide import alanine_dipeptide, alanine_dipeptide_structure
 from ._bead_chain import (
     bead_chain,
     bead_chain_configurations,
@@ -30,6 +36,8 @@ from ._hidden_wells import (
 )
 
 __all__ = [
+    "alanine_dipeptide",
+    "alanine_dipeptide_structure",
     "bead_chain",
     "bead_chain_configurations",
     "bond_lengths",
