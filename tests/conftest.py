@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 
 def ar1(n_frames, coefficients, random_state=0):
@@ -12,6 +13,12 @@ def ar1(n_frames, coefficients, random_state=0):
     for t in range(1, n_frames):
         x[t] = a * x[t - 1] + noise[t]
     return x
+
+
+def random_walks(n_trajs=3, n_frames=300, n_features=3, seed=0):
+    """A list of small Gaussian random walks: cheap, smooth trajectory data for API tests."""
+    rng = np.random.default_rng(seed)
+    return [0.1 * rng.normal(size=(n_frames, n_features)).cumsum(axis=0) for _ in range(n_trajs)]
 
 
 @pytest.fixture
@@ -40,3 +47,12 @@ def markov_timescale(x, edges, lag=1):
     from sklss.metrics import markov_timescales
 
     return markov_timescales(x, edges, lag)[0]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a test module with one torch intra-op thread, then restore the caller's setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -18,6 +18,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from conftest import random_walks
 from numpy.random import RandomState
 from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
@@ -29,18 +30,8 @@ from sklss.io import InvalidModelFileError, load, save
 
 PAYLOAD = ("content.json", "arrays.npz", "tensors.safetensors")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def walks(n_trajs=3, n_frames=300, n_features=3, seed=0):
-    rng = np.random.default_rng(seed)
-    return [0.1 * rng.normal(size=(n_frames, n_features)).cumsum(axis=0) for _ in range(n_trajs)]
+# Small networks gain nothing from intra-op threads, and lose a lot on a shared machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_encoder(**kw):
@@ -60,7 +51,7 @@ def tiny_decoder(**kw):
 
 @pytest.fixture(scope="module")
 def data():
-    X = walks()
+    X = random_walks()
     return X, [np.hstack([x, x**2]) for x in X]
 
 

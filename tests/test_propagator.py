@@ -22,14 +22,8 @@ from sklss.propagator import (
     _reflect,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Small networks gain nothing from intra-op threads, and lose a lot on a shared machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Small networks gain nothing from intra-op threads, and lose a lot on a shared machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_mdn(**kw):

@@ -15,6 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from conftest import random_walks
 
 from sklss import CWGANDecoder, MDNPropagator, SRVTransformer
 from sklss._nn import NonFiniteLossError
@@ -23,21 +24,11 @@ from sklss.encoder import _SRVNet
 from sklss.io import InvalidModelFileError, _read_container
 from sklss.propagator import _MDNNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Small networks gain nothing from intra-op threads, and lose a lot on a shared machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def walks(n_trajs=2, n_frames=200, n_features=3, seed=0):
-    rng = np.random.default_rng(seed)
-    return [0.1 * rng.normal(size=(n_frames, n_features)).cumsum(axis=0) for _ in range(n_trajs)]
-
-
-X = walks()
+X = random_walks(n_trajs=2, n_frames=200)
 Y = [np.hstack([x, np.sin(x)]) for x in X]
 
 
@@ -181,7 +172,8 @@ def test_a_checkpoint_of_another_fit_is_replaced_with_a_warning(change, tmp_path
     path = tmp_path / "propagator.ckpt"
     propagator(max_epochs=2, checkpoint=path).fit(X)
     before = path.read_bytes()
-    params, data = ({"learning_rate": 0.01}, X) if change == "parameters" else ({}, walks(seed=5))
+    other_data = random_walks(n_trajs=2, n_frames=200, seed=5)
+    params, data = ({"learning_rate": 0.01}, X) if change == "parameters" else ({}, other_data)
     with pytest.warns(UserWarning, match="other parameters or other data; training starts afresh"):
         est = propagator(max_epochs=2, checkpoint=path, **params).fit(data)
     assert dict(est.net_.callbacks_)["checkpoint"].resumed_from_ is None
@@ -305,7 +297,7 @@ def test_row21_a_failed_checkpoint_write_keeps_the_previous_one_and_training_goe
 
 
 def _degenerate_inputs():
-    base = walks(n_trajs=2, n_frames=80, n_features=2, seed=3)
+    base = random_walks(n_trajs=2, n_frames=80, n_features=2, seed=3)
     return {
         "duplicated-features": [np.hstack([x, x[:, :1]]) for x in base],
         "rank-deficient": [np.hstack([x, x[:, :1] - 2.0 * x[:, 1:]]) for x in base],
