@@ -435,8 +435,8 @@ def _demo_hidden_wells(args):
         _check(
             "hidden-coordinate LSS t1",
             t_lss[0] / exact[0] - 1,
-            abs(t_lss[0] / exact[0] - 1) <= 0.25,
-            f"{t_lss[0] / exact[0] - 1:+.1%} against exact (target within 25 %)",
+            abs(t_lss[0] / exact[0] - 1) <= 0.15,
+            f"{t_lss[0] / exact[0] - 1:+.1%} against exact (target within 15 %)",
         ),
         _check(
             "hidden-coordinate decoded features",
