@@ -383,10 +383,10 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         starts = np.stack([t[0] for t in psi_trajs])
         if n_steps is None:
             longest = max(len(t) for t in psi_trajs)
-            n_steps = -(-longest // self.lag_time_)
-        elif not isinstance(n_steps, Integral) or isinstance(n_steps, bool):
+            n_steps = max(2, -(-longest // self.lag_time_))
+        elif not isinstance(n_steps, Integral) or isinstance(n_steps, bool) or n_steps < 2:
             raise ValueError(f"n_steps must be an integer of at least 2; got {n_steps!r}.")
-        return self.propagator_.sample(starts, max(2, int(n_steps)), random_state=random_state)
+        return self.propagator_.sample(starts, int(n_steps), random_state=random_state)
 
     def _latent_trajs(self, X):
         psi = self.transform(X)

@@ -128,8 +128,9 @@ def test_longer_synthetic_runs_shrink_the_lss_error_bar(fitted, wells):
     long = fitted.implied_timescales(held_out, n_steps=4_000, random_state=0)
     np.testing.assert_array_equal(short["md"], long["md"])  # MD side is the held-out data
     assert long["lss_std_error"][0] < short["lss_std_error"][0]
-    with pytest.raises(ValueError, match="n_steps must be an integer"):
-        fitted.implied_timescales(held_out, n_steps=2.5)
+    for bad in (2.5, 1, 0):
+        with pytest.raises(ValueError, match="n_steps must be an integer of at least 2"):
+            fitted.implied_timescales(held_out, n_steps=bad)
 
 
 def test_free_energy_rmse_options_restrict_bins_and_check_the_coordinate(fitted, wells):
