@@ -63,3 +63,82 @@ def vamp2_from_covariances(C00, C0t, Ctt, epsilon=1e-6, n_components=None):
     if n_components is not None:
         s = s[:n_components]
     return 1.0 + float(np.sum(s**2))
+
+
+def vac_eigenvalues(C00, C0t, *, reversible=True, epsilon=1e-6):
+    """Eigenvalues of the transfer operator estimated from ``C0t v = lambda C00 v``.
+
+    ``C00`` is whitened by the truncated ``W0 = inv_sqrt(C00, epsilon)``, and the eigenvalues
+    of ``K = W0.T @ C0t @ W0`` are returned. When no direction is cut off, ``W0`` is square
+    with ``W0 @ W0.T = C00^{-1}``, so ``K = W0^{-1} (C00^{-1} C0t) W0`` is similar to
+    ``C00^{-1} C0t`` and has its eigenvalues; with a cut-off, the same holds on the retained
+    subspace. No inverse of a badly conditioned ``C00`` is formed.
+
+    With ``reversible=True`` the (symmetrised) ``C0t`` is symmetric and so is ``K``: the
+    eigenvalues are real and sorted in descending order. Otherwise ``K`` is a general real
+    matrix whose eigenvalues may come in complex conjugate pairs; they are sorted by modulus
+    in descending order, except that real eigenvalues at or below zero (which have no
+    relaxation timescale) come last, by value. These are eigenvalues, not the singular values
+    of ``C00^{-1/2} C0t Ctt^{-1/2}`` that VAMP uses: for a non-normal propagator the two
+    differ.
+
+    Returns
+    -------
+    eigenvalues : ndarray of shape (rank,)
+        Real, or complex when ``reversible=False`` and some eigenvalues are complex.
+    """
+    W0 = inv_sqrt(C00, epsilon)
+    K = W0.T @ C0t @ W0
+    if reversible:
+        return np.linalg.eigvalsh(0.5 * (K + K.T))[::-1]
+    lam = np.linalg.eigvals(K)
+    on_real_axis = np.imag(lam) == 0
+    nonpositive = on_real_axis & (np.real(lam) <= 0)
+    key = np.where(nonpositive, np.real(lam) - 1.0, np.abs(lam))
+    lam = lam[np.argsort(-key, kind="stable")]
+    return lam.real if np.all(np.imag(lam) == 0) else lam
+
+
+def lagged_moments(X0, Xt):
+    """Sums over lagged pairs from which their covariances can be assembled.
+
+    Sums add up over disjoint sets of pairs, so the covariances of any union of sets, or of a
+    bootstrap resample of them (a weighted sum), follow from these without revisiting the
+    frames: see :func:`covariances_from_moments`.
+
+    Returns
+    -------
+    moments : dict
+        ``"n"`` (number of pairs), ``"s0"``, ``"st"`` (sums of ``x_t`` and ``x_{t+tau}``) and
+        ``"s00"``, ``"s0t"``, ``"stt"`` (sums of their outer products), all float64.
+    """
+    X0 = np.asarray(X0, dtype=np.float64)
+    Xt = np.asarray(Xt, dtype=np.float64)
+    return {
+        "n": float(len(X0)),
+        "s0": X0.sum(axis=0),
+        "st": Xt.sum(axis=0),
+        "s00": X0.T @ X0,
+        "s0t": X0.T @ Xt,
+        "stt": Xt.T @ Xt,
+    }
+
+
+def covariances_from_moments(moments, *, reversible=False):
+    """Mean-free ``C00, C0t, Ctt`` from the sums of :func:`lagged_moments`.
+
+    Equal to what :func:`lagged_covariances` computes from the pairs themselves (up to
+    rounding), including the shared mean and the symmetrisation with ``reversible=True``.
+    """
+    n = moments["n"]
+    if reversible:
+        mean = (moments["s0"] + moments["st"]) / (2 * n)
+        mm = np.outer(mean, mean)
+        C00 = (moments["s00"] + moments["stt"]) / (2 * n) - mm
+        C0t = (moments["s0t"] + moments["s0t"].T) / (2 * n) - mm
+        return C00, C0t, C00
+    mean0, meant = moments["s0"] / n, moments["st"] / n
+    C00 = moments["s00"] / n - np.outer(mean0, mean0)
+    C0t = moments["s0t"] / n - np.outer(mean0, meant)
+    Ctt = moments["stt"] / n - np.outer(meant, meant)
+    return C00, C0t, Ctt

@@ -8,6 +8,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import ProgressBar
 from skorch.dataset import Dataset
@@ -16,7 +17,13 @@ from torch import nn
 
 from ._checkpoint import checkpoint_callbacks
 from ._compat import Interval, StrOptions, _fit_context
-from ._covariance import inv_sqrt, lagged_covariances
+from ._covariance import (
+    covariances_from_moments,
+    inv_sqrt,
+    lagged_covariances,
+    lagged_moments,
+    vac_eigenvalues,
+)
 from ._nn import (
     ACTIVATIONS,
     FiniteLossGuard,
@@ -38,7 +45,7 @@ from ._validation import (
     lagged_pairs,
     train_valid_pairs,
 )
-from .metrics import timescales_from_eigenvalues, vamp2_score
+from .metrics import eigenvalue_noise_floor, timescales_from_eigenvalues, vamp2_score
 
 # Size of the learned basis when n_components="auto" and n_basis is not given.
 _AUTO_BASIS_SIZE = 10
@@ -102,6 +109,35 @@ class _NegativeVAMP2(nn.Module):
         return -(1.0 + (k**2).sum())
 
 
+def _components_at_largest_gap(eigenvalues, floor):
+    """Number of leading eigenvalues before the largest gap above the noise floor.
+
+    The descending ``eigenvalues`` are clipped from below at ``floor`` (and a last value at
+    the floor appended), so gaps within the noise or the negative tail are zero, and the drop
+    from the last resolved eigenvalue down to the floor counts. At least 1; with no
+    eigenvalue above the floor, 1 with a warning.
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    if not (lam > floor).any():
+        warnings.warn(
+            f"No eigenvalue of the learned basis is above the noise floor {floor:.3g}; "
+            f"n_components='auto' keeps one component, whose timescale is undefined (nan).",
+            UserWarning,
+            stacklevel=4,
+        )
+        return 1
+    clipped = np.append(np.maximum(lam, floor), floor)
+    return int(np.argmax(clipped[:-1] - clipped[1:])) + 1
+
+
+def _decay_factor(eigenvalues):
+    """Real eigenvalues as they are; complex ones by their modulus (what sets their decay)."""
+    lam = np.asarray(eigenvalues)
+    if not np.iscomplexobj(lam):
+        return lam.astype(np.float64)
+    return np.where(np.imag(lam) == 0, np.real(lam), np.abs(lam))
+
+
 class _SRVNet(SklssNet):
     def get_loss(self, y_pred, y_true=None, X=None, training=False):
         f0, ft = y_pred
@@ -123,7 +159,11 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         Lag time tau in frames.
     n_components : int or "auto", default=2
         Number of eigenfunctions ``m`` that ``transform`` returns. ``"auto"`` picks ``m`` at the
-        largest gap between consecutive eigenvalues of the learned basis.
+        largest gap between consecutive eigenvalues of the learned basis among those above
+        the noise floor ``noise_floor_``: eigenvalues are clipped from below at the floor
+        before the gaps are taken, so noise and negative eigenvalues (which the VAMP-2 loss
+        also rewards, as it squares them) never decide ``m``, and the drop from the last
+        resolved eigenvalue to the floor counts as a gap. At least one component is kept.
     n_basis : int, default=None
         Number of network outputs (basis functions). ``None`` means ``n_components`` (or 10
         with ``"auto"``). A larger basis may resolve the leading eigenfunctions better.
@@ -178,7 +218,16 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         Eigenvalues ``lambda_i`` of the transfer operator at ``lag_time``, descending (VAMP
         singular values when ``reversible=False``).
     timescales_ : ndarray of shape (n_components,)
-        Implied timescales in frames.
+        Implied timescales in frames, from the training data. ``nan`` where the eigenvalue
+        is at or below ``noise_floor_`` or not positive: such an eigenvalue has no
+        relaxation timescale. With ``reversible=False`` they come from the VAMP singular
+        values, which exceed the eigenvalues' moduli for a non-normal process and so
+        overestimate its timescales. :meth:`implied_timescales` gives held-out estimates
+        with error bars, from eigenvalues in either case.
+    noise_floor_ : float
+        Eigenvalues at or below it are treated as noise:
+        :func:`sklss.metrics.eigenvalue_noise_floor` of the number of training pairs and the
+        numerical rank of the learned basis, ``3 * sqrt(rank / n_pairs)``.
     n_components_ : int
         Number of eigenfunctions returned by ``transform``.
     all_eigenvalues_ : ndarray
@@ -446,8 +495,9 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
             Wt = inv_sqrt(Ctt, self.epsilon)
             U, lam, _ = np.linalg.svd(W0.T @ C0t @ Wt, full_matrices=False)
         coef = W0 @ U
+        floor = eigenvalue_noise_floor(len(F0), rank)
         if self.n_components == "auto":
-            m = int(np.argmax(lam[:-1] - lam[1:])) + 1 if len(lam) > 1 else 1
+            m = _components_at_largest_gap(lam, floor)
         else:
             m = self.n_components
             if m > rank:
@@ -464,7 +514,8 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         self.all_eigenvalues_ = lam
         self.n_components_ = m
         self.eigenvalues_ = lam[:m].copy()
-        self.timescales_ = timescales_from_eigenvalues(self.eigenvalues_, lag)
+        self.noise_floor_ = floor
+        self.timescales_ = timescales_from_eigenvalues(self.eigenvalues_, lag, noise_floor=floor)
 
     def transform(self, X):
         """Project trajectory data onto the learned eigenfunctions ``psi_1..psi_m``.
@@ -507,6 +558,155 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         """
         psi = self.transform(X)
         return vamp2_score(psi, self.lag_time, reversible=self.reversible, epsilon=self.epsilon)
+
+    def implied_timescales(
+        self,
+        X,
+        *,
+        lag_time=None,
+        n_bootstrap=100,
+        n_blocks=10,
+        confidence=0.95,
+        noise_floor="auto",
+        random_state=None,
+    ):
+        """Implied timescales measured on held-out data, with bootstrap error bars.
+
+        ``X`` is projected on the fitted eigenfunctions (the output of ``transform``) and the
+        VAC eigenproblem ``C0t v = lambda C00 v`` of that projection is solved at
+        ``lag_time``: reversibly symmetrised when the model is reversible, otherwise the
+        eigenvalues of ``C00^{-1} C0t`` (a complex pair gives the timescale of its modulus).
+        Unlike ``timescales_``, which are measured on the training frames the network was
+        optimised on, these are not inflated by overfitting, and they come with an error.
+
+        Error bars come from a bootstrap over independent units of the held-out data, since
+        frames inside a trajectory are correlated: whole trajectories when ``X`` has at least
+        ``n_blocks`` of them, otherwise each trajectory's lagged pairs are cut into
+        ``ceil(n_blocks / n_trajectories)`` contiguous blocks (by the start frame of each
+        pair, so no pair is lost). Blocks should be much longer than the slowest timescale,
+        or the error bars come out too small. Each resample re-weights the sums of the units'
+        pairs (no frame is revisited), so many resamples are cheap.
+
+        An eigenvalue gives ``nan`` (no timescale, no error bar) when it is not positive or
+        at or below the noise floor. With ``noise_floor="auto"`` the floor of component
+        ``i`` is the larger of :func:`sklss.metrics.eigenvalue_noise_floor` of the held-out
+        pairs (three standard errors of uncorrelated data) and two bootstrap standard errors
+        of that eigenvalue: an eigenvalue that its own bootstrap cannot tell from zero has no
+        timescale. The second term accounts for the time correlation that the first ignores.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_features) or list of such arrays
+            Held-out trajectory data.
+        lag_time : int, default=None
+            Lag in frames at which to measure; ``None`` uses the model's ``lag_time``.
+            Measuring the same eigenfunctions at several lags tests whether they are
+            accurate: the timescales are flat in the lag only for true eigenfunctions.
+        n_bootstrap : int, default=100
+            Bootstrap resamples; 0 gives no error bars (``nan``) and the analytic floor alone.
+        n_blocks : int, default=10
+            Minimum number of resampled units (see above); at least 2.
+        confidence : float, default=0.95
+            Coverage of the percentile interval ``lower``, ``upper``.
+        noise_floor : "auto" or float, default="auto"
+            Eigenvalues at or below it give ``nan``.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the bootstrap. ``None`` uses a seed fixed by the model's ``random_state``
+            (0 if that is not an int), so the result is deterministic.
+
+        Returns
+        -------
+        result : sklearn.utils.Bunch
+            ``timescales``, ``std_error``, ``lower`` and ``upper``: arrays of shape
+            (n_components_,) in frames. ``std_error`` is the bootstrap standard error of the
+            eigenvalue carried to the timescale by the delta method
+            (``lag * se / (lambda ln(lambda)^2)``); ``lower`` and ``upper`` are the timescales
+            at the percentile interval of the bootstrap eigenvalues (``lower`` is 0 where that
+            interval reaches zero, ``upper`` is ``inf`` where it reaches 1). ``eigenvalues``
+            (complex when some are), ``eigenvalues_std_error`` and ``noise_floor`` (per
+            component), and ``lag_time``, ``n_pairs``, ``n_units``, ``confidence``.
+        """
+        check_is_fitted(self)
+        lag = check_lag_time(self.lag_time if lag_time is None else lag_time)
+        if (
+            isinstance(n_bootstrap, bool)
+            or not isinstance(n_bootstrap, Integral)
+            or n_bootstrap < 0
+        ):
+            raise ValueError(f"n_bootstrap must be a non-negative int; got {n_bootstrap!r}.")
+        if isinstance(n_blocks, bool) or not isinstance(n_blocks, Integral) or n_blocks < 2:
+            raise ValueError(f"n_blocks must be an int of at least 2; got {n_blocks!r}.")
+        if not isinstance(confidence, Real) or not 0 < confidence < 1:
+            raise ValueError(f"confidence must be in (0, 1); got {confidence!r}.")
+        trajs, _ = check_trajectories(self, X, reset=False)
+        psi = [(self._basis(t) - self._basis_mean) @ self._coef for t in trajs]
+        lagged_pairs(psi, lag)  # an error when no pair exists, a warning naming skipped ones
+        used = [p for p in psi if len(p) > lag]
+        pieces = 1 if len(used) >= n_blocks else -(-n_blocks // len(used))
+        units = []
+        for p in used:
+            for idx in np.array_split(np.arange(len(p) - lag), pieces):
+                if len(idx):
+                    units.append(lagged_moments(p[idx], p[idx + lag]))
+        sums = {key: np.stack([u[key] for u in units]) for key in units[0]}
+
+        def eigenvalues(weights):
+            moments = {key: np.tensordot(weights, v, axes=1) for key, v in sums.items()}
+            C00, C0t, _ = covariances_from_moments(moments, reversible=self.reversible)
+            return vac_eigenvalues(C00, C0t, reversible=self.reversible, epsilon=self.epsilon)
+
+        m = self.n_components_
+        lam = eigenvalues(np.ones(len(units)))
+        rank = len(lam)
+        lam = np.concatenate([lam[:m], np.full(max(m - rank, 0), np.nan)])
+        value = _decay_factor(lam)
+        boot = np.full((n_bootstrap, m), np.nan)
+        if n_bootstrap:
+            if random_state is None:
+                random_state = self.random_state if isinstance(self.random_state, Integral) else 0
+            rng = np.random.default_rng(derive_seeds(random_state, 1)[0])
+            counts = rng.multinomial(len(units), np.full(len(units), 1 / len(units)), n_bootstrap)
+            for b, w in enumerate(counts):
+                v = _decay_factor(eigenvalues(w.astype(np.float64)))[:m]
+                boot[b, : len(v)] = v
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-nan columns
+            se = np.nanstd(boot, axis=0, ddof=1) if n_bootstrap > 1 else np.full(m, np.nan)
+            alpha = 0.5 * (1 - confidence)
+            lo, hi = (
+                np.nanquantile(boot, [alpha, 1 - alpha], axis=0)
+                if n_bootstrap
+                else np.full((2, m), np.nan)
+            )
+        n_pairs = int(sums["n"].sum())
+        if isinstance(noise_floor, str):
+            if noise_floor != "auto":
+                raise ValueError(f"noise_floor must be 'auto' or a number; got {noise_floor!r}.")
+            floor = np.full(m, eigenvalue_noise_floor(n_pairs, max(rank, 1)))
+            floor = np.fmax(floor, 2 * se)
+        else:
+            floor = np.full(m, float(noise_floor))
+        ts = timescales_from_eigenvalues(value, lag, noise_floor=floor)
+        decaying = np.isfinite(ts)
+        std_error = np.full(m, np.nan)
+        std_error[decaying] = lag * se[decaying] / (value[decaying] * np.log(value[decaying]) ** 2)
+        lower = np.where(lo <= 0, 0.0, timescales_from_eigenvalues(np.fmax(lo, 0), lag))
+        upper = timescales_from_eigenvalues(hi, lag)
+        lower[np.isnan(ts)] = np.nan
+        upper[np.isnan(ts)] = np.nan
+        return Bunch(
+            timescales=ts,
+            std_error=std_error,
+            lower=lower,
+            upper=upper,
+            eigenvalues=lam,
+            eigenvalues_std_error=se,
+            noise_floor=floor,
+            lag_time=lag,
+            n_pairs=n_pairs,
+            n_units=len(units),
+            confidence=float(confidence),
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

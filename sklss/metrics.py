@@ -5,19 +5,23 @@ Time is counted in frames unless a ``dt`` is given. Free energies are in units o
 
 import numpy as np
 
-from ._covariance import koopman_matrix, lagged_covariances, vamp2_from_covariances
+from ._covariance import lagged_covariances, vac_eigenvalues, vamp2_from_covariances
 from ._validation import check_lag_time, is_trajectory_list, lagged_pairs
+from .markov import markov_timescales  # noqa: F401  (public here too, for compatibility)
 
 __all__ = [
     "autocorrelation",
     "autocorrelation_timescales",
     "block_average",
+    "compare_distributions",
     "free_energy_profile",
     "free_energy_rmse",
     "js_divergence",
     "markov_timescales",
+    "eigenvalue_noise_floor",
     "timescales_from_eigenvalues",
     "implied_timescales",
+    "implied_timescales_vs_lag",
     "vamp2_score",
 ]
 
@@ -71,17 +75,87 @@ def vamp2_score(X, lag_time, *, reversible=False, epsilon=1e-6, n_components=Non
     return vamp2_from_covariances(C00, C0t, Ctt, epsilon, n_components)
 
 
-def timescales_from_eigenvalues(eigenvalues, lag_time, dt=1.0):
-    """Implied timescales ``t_i = -lag_time * dt / ln|lambda_i|``.
+def eigenvalue_noise_floor(n_pairs, n_coordinates=1, *, factor=3.0):
+    """Largest eigenvalue magnitude that time-lagged noise alone plausibly produces.
 
-    Eigenvalues at or above 1 give ``inf``; an eigenvalue of 0 gives 0.
+    The rule is ``factor * sqrt(n_coordinates / n_pairs)``. For one coordinate,
+    ``1 / sqrt(n_pairs)`` is the standard error of a lagged autocorrelation estimated from
+    ``n_pairs`` independent pairs of uncorrelated data, so the default floor is three standard
+    errors. For ``d`` coordinates the estimated whitened Koopman matrix of uncorrelated data
+    has ``d`` noise eigenvalues that spread over a radius of about ``sqrt(d / n_pairs)``
+    (``sqrt(2 d / n_pairs)`` after reversible symmetrisation), so scaling with ``sqrt(d)``
+    keeps the largest of them below the floor.
+
+    The rule assumes independent pairs. Time-correlated data have fewer effective samples and
+    a wider noise band; the bootstrap of :meth:`sklss.SRVTransformer.implied_timescales`
+    accounts for that.
+
+    Parameters
+    ----------
+    n_pairs : int
+        Number of time-lagged pairs the eigenvalues were estimated from.
+    n_coordinates : int, default=1
+        Number of coordinates (the rank of the whitened basis).
+    factor : float, default=3.0
+        Multiple of the noise scale.
+
+    Returns
+    -------
+    floor : float
     """
-    lam = np.abs(np.asarray(eigenvalues, dtype=np.float64))
-    with np.errstate(divide="ignore"):
-        t = -lag_time * dt / np.log(np.clip(lam, 0, 1))
-    t[lam >= 1] = np.inf
-    t[lam == 0] = 0.0
-    return t
+    if n_pairs < 1 or n_coordinates < 1:
+        raise ValueError(
+            f"n_pairs and n_coordinates must be positive; got {n_pairs} and {n_coordinates}."
+        )
+    return float(factor * np.sqrt(n_coordinates / n_pairs))
+
+
+def timescales_from_eigenvalues(eigenvalues, lag_time, dt=1.0, *, noise_floor=0.0):
+    """Implied timescales ``t_i = -lag_time * dt / ln(lambda_i)`` of resolved eigenvalues.
+
+    Only an eigenvalue that is real and above ``noise_floor`` (and so positive) gives a
+    timescale: anything at or below the floor, and any real eigenvalue at or below zero, gives
+    ``nan``. A negative eigenvalue describes an oscillation with a period of two lag times, not
+    a relaxation, and the timescale of an eigenvalue lost in noise would be a number without
+    meaning. Eigenvalues at or above 1 give ``inf``.
+
+    A complex eigenvalue (from a non-reversible estimate) gives the relaxation time of its
+    modulus, ``-lag_time * dt / ln|lambda_i|``, and ``nan`` when the modulus is at or below
+    the floor. Real entries of a complex array are treated as real eigenvalues.
+
+    Parameters
+    ----------
+    eigenvalues : array-like, real or complex
+        Eigenvalues at ``lag_time``.
+    lag_time : float
+        Lag time of the eigenvalues, in frames.
+    dt : float, default=1.0
+        Time per frame.
+    noise_floor : float or array-like, default=0.0
+        Eigenvalues at or below it give ``nan``; broadcast against ``eigenvalues`` (one floor
+        per eigenvalue is allowed). See :func:`eigenvalue_noise_floor` for a default.
+
+    Returns
+    -------
+    timescales : ndarray of the shape of ``eigenvalues``
+        In frames, or in the units of ``dt``.
+    """
+    lam = np.asarray(eigenvalues)
+    if np.iscomplexobj(lam):
+        real_axis = np.imag(lam) == 0
+        value = np.where(real_axis, np.real(lam), np.abs(lam)).astype(np.float64)
+    else:
+        value = lam.astype(np.float64)
+    floor = np.asarray(noise_floor, dtype=np.float64)
+    if np.isnan(floor).any() or (floor < 0).any():
+        raise ValueError(f"noise_floor must be non-negative; got {noise_floor!r}.")
+    floor = np.broadcast_to(floor, value.shape)
+    t = np.full(value.shape, np.nan)
+    resolved = (value > floor) & (value > 0)
+    t[resolved & (value >= 1)] = np.inf
+    decaying = resolved & (value < 1)
+    t[decaying] = -lag_time * dt / np.log(value[decaying])
+    return t[()] if t.ndim == 0 else t
 
 
 def implied_timescales(
@@ -94,22 +168,53 @@ def implied_timescales(
     dt=1.0,
     epsilon=1e-6,
     max_lag=None,
+    noise_floor="auto",
 ):
     """Implied timescales of the coordinates ``X``.
 
-    ``method="vac"`` solves the generalised eigenproblem ``C0t v = lambda C00 v`` of the (by
-    default reversibly symmetrised) covariances at ``lag_time`` and returns
-    ``-lag_time * dt / ln|lambda_i|`` in descending order: for coordinates that span the slow
-    eigenfunctions (for example an SRV's output) these are the relaxation timescales.
+    ``method="vac"`` solves the generalised eigenproblem ``C0t v = lambda C00 v`` of the
+    covariances at ``lag_time`` and returns ``-lag_time * dt / ln(lambda_i)`` for the leading
+    eigenvalues: for coordinates that span the slow eigenfunctions (for example an SRV's
+    output) these are the relaxation timescales. Eigenvalues at or below ``noise_floor``, and
+    non-positive ones, give ``nan`` (see :func:`timescales_from_eigenvalues`).
+
+    With ``reversible=True`` the covariances are symmetrised over both directions of time and
+    the eigenvalues are real, in descending order. With ``reversible=False`` they are the
+    eigenvalues of ``C00^{-1} C0t`` (the estimated propagator of the coordinates), which may
+    be complex: a complex pair gives the timescale of its modulus, and the order is by
+    modulus, with real non-positive eigenvalues last.
 
     ``method="autocorrelation"`` fits ``exp(-t / t_i)`` to the autocorrelation of each
     coordinate separately (see :func:`autocorrelation_timescales`), as the latent space
-    simulator paper does for the columns of latent trajectories; ``lag_time`` is ignored.
+    simulator paper does for the columns of latent trajectories; ``lag_time``, ``reversible``,
+    ``epsilon`` and ``noise_floor`` are ignored.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_frames, n_features) or list of them
+        Trajectory data of the coordinates; pairs never cross trajectories.
+    lag_time : int
+        Lag in frames.
+    method : {"vac", "autocorrelation"}, default="vac"
+    n_components : int, default=None
+        Return only the leading timescales.
+    reversible : bool, default=True
+        Symmetrise the covariances (detailed balance).
+    dt : float, default=1.0
+        Time per frame.
+    epsilon : float, default=1e-6
+        Covariance eigenvalues below it are cut off before whitening.
+    max_lag : int, default=None
+        Passed to :func:`autocorrelation_timescales` by ``method="autocorrelation"``.
+    noise_floor : "auto" or float, default="auto"
+        Eigenvalues at or below it give ``nan``. ``"auto"`` uses
+        :func:`eigenvalue_noise_floor` of the number of lagged pairs and the rank of the
+        whitened coordinates (three noise standard errors); 0 keeps every positive eigenvalue.
 
     Returns
     -------
     timescales : ndarray of shape (n_components,)
-        In frames, or in the units of ``dt``.
+        In frames, or in the units of ``dt``; ``nan`` for unresolved eigenvalues.
     """
     if method == "autocorrelation":
         ts, _ = autocorrelation_timescales(X, dt=dt, max_lag=max_lag, n_blocks=1)
@@ -118,15 +223,145 @@ def implied_timescales(
         raise ValueError(f"method must be 'vac' or 'autocorrelation'; got {method!r}.")
     lag_time = check_lag_time(lag_time)
     X0, Xt = lagged_pairs(_as_trajectories(X), lag_time)
-    C00, C0t, Ctt, _, _ = lagged_covariances(X0, Xt, reversible=reversible)
-    K, _, _ = koopman_matrix(C00, C0t, Ctt, epsilon)
-    if reversible:
-        lam = np.linalg.eigvalsh(K)[::-1]
-    else:
-        lam = np.sort(np.abs(np.linalg.eigvals(K)))[::-1]
+    C00, C0t, _, _, _ = lagged_covariances(X0, Xt, reversible=reversible)
+    lam = vac_eigenvalues(C00, C0t, reversible=reversible, epsilon=epsilon)
+    floor = _resolve_noise_floor(noise_floor, len(X0), len(lam))
     if n_components is not None:
         lam = lam[:n_components]
-    return timescales_from_eigenvalues(lam, lag_time, dt)
+    return timescales_from_eigenvalues(lam, lag_time, dt, noise_floor=floor)
+
+
+def _resolve_noise_floor(noise_floor, n_pairs, n_coordinates):
+    if isinstance(noise_floor, str):
+        if noise_floor != "auto":
+            raise ValueError(f"noise_floor must be 'auto' or a number; got {noise_floor!r}.")
+        return eigenvalue_noise_floor(n_pairs, max(n_coordinates, 1))
+    return float(noise_floor)
+
+
+def implied_timescales_vs_lag(
+    estimator,
+    X_test,
+    lag_times,
+    *,
+    X_train=None,
+    n_bootstrap=100,
+    n_blocks=10,
+    confidence=0.95,
+    noise_floor="auto",
+    random_state=None,
+):
+    """Held-out implied timescales with error bars at several lag times.
+
+    Two modes, chosen by ``X_train``:
+
+    * With ``X_train``, a clone of ``estimator`` is fitted at each lag on ``X_train`` and its
+      timescales are measured on ``X_test`` at that lag. This is the usual implied-timescale
+      test for choosing a lag: the model's estimate should level off once the lag is long
+      enough for the fitted eigenfunctions to resolve the slow processes. It costs one fit
+      per lag.
+    * Without it, the already fitted ``estimator`` keeps its eigenfunctions and they are
+      evaluated on ``X_test`` at every lag. This is cheap and checks one model: the
+      timescales stay flat in the lag only if the fitted functions behave like true
+      eigenfunctions (``lambda(k tau) = lambda(tau)^k``), so a drift exposes an inaccurate
+      model. It does not show how a model fitted at another lag would do.
+
+    In both modes the timescales come from ``estimator.implied_timescales`` (for example
+    :meth:`sklss.SRVTransformer.implied_timescales`): a VAC solve on held-out data, ``nan``
+    for eigenvalues below the noise floor, and bootstrap error bars.
+
+    Parameters
+    ----------
+    estimator : SRVTransformer
+        Any estimator with a ``lag_time`` parameter and an ``implied_timescales(X, *,
+        lag_time, n_bootstrap, n_blocks, confidence, noise_floor, random_state)`` method that
+        returns a :class:`~sklearn.utils.Bunch` like the SRV's. Fitted, unless ``X_train`` is
+        given.
+    X_test : array-like of shape (n_frames, n_features) or list of them
+        Held-out trajectory data.
+    lag_times : array-like of int
+        Lag times in frames.
+    X_train : array-like or list of them, default=None
+        Training data for one fit per lag; ``None`` evaluates the fitted ``estimator``.
+    n_bootstrap, n_blocks, confidence, noise_floor
+        Passed to ``estimator.implied_timescales``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the bootstrap at each lag (one derived seed per lag). ``None`` leaves the
+        estimator's own deterministic default at every lag.
+
+    Returns
+    -------
+    result : sklearn.utils.Bunch
+        ``lag_times`` (n_lags,), and ``timescales``, ``std_error``, ``lower``, ``upper``,
+        ``eigenvalues`` and ``noise_floor``, each of shape (n_lags, n_components) with
+        ``nan`` where a lag gives fewer components (``n_components="auto"`` can differ
+        between fits), in frames. ``estimators`` holds the fitted clones (``None`` without
+        ``X_train``). Pass ``lag_times``, ``timescales`` and ``std_error`` to
+        :func:`sklss.plotting.implied_timescales`.
+    """
+    import inspect
+
+    from sklearn.base import clone
+    from sklearn.utils import Bunch
+
+    method = getattr(estimator, "implied_timescales", None)
+    needed = {"lag_time", "n_bootstrap"}
+    if not callable(method) or not needed <= set(inspect.signature(method).parameters):
+        raise TypeError(
+            f"{type(estimator).__name__} has no implied_timescales(X, lag_time=..., "
+            f"n_bootstrap=...) method; use an encoder such as SRVTransformer."
+        )
+    lags = np.array([check_lag_time(lag) for lag in np.asarray(lag_times).ravel().tolist()])
+    if lags.size == 0:
+        raise ValueError("lag_times is empty.")
+    if random_state is None:
+        # The estimator's own deterministic default at every lag.
+        seeds = [None] * len(lags)
+    else:
+        entropy = _seed_entropy(random_state)
+        seeds = [int(s) for s in np.random.SeedSequence(entropy).generate_state(len(lags))]
+    results, fitted = [], []
+    for lag, seed in zip(lags, seeds, strict=True):
+        est = estimator
+        if X_train is not None:
+            est = clone(estimator).set_params(lag_time=int(lag)).fit(X_train)
+            fitted.append(est)
+        results.append(
+            est.implied_timescales(
+                X_test,
+                lag_time=int(lag),
+                n_bootstrap=n_bootstrap,
+                n_blocks=n_blocks,
+                confidence=confidence,
+                noise_floor=noise_floor,
+                random_state=seed,
+            )
+        )
+    width = max(len(r.timescales) for r in results)
+
+    def stack(key):
+        rows = [np.asarray(r[key]) for r in results]
+        dtype = np.complex128 if any(np.iscomplexobj(v) for v in rows) else np.float64
+        out = np.full((len(rows), width), np.nan, dtype=dtype)
+        for i, v in enumerate(rows):
+            out[i, : len(v)] = v
+        return out
+
+    keys = ("timescales", "std_error", "lower", "upper", "eigenvalues", "noise_floor")
+    return Bunch(
+        lag_times=lags,
+        **{key: stack(key) for key in keys},
+        estimators=fitted if X_train is not None else None,
+    )
+
+
+def _seed_entropy(random_state):
+    """An integer seed from an int or a ``RandomState`` (advanced, as in scikit-learn)."""
+    from sklearn.utils import check_random_state
+
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
 def autocorrelation(X, max_lag):
@@ -253,27 +488,6 @@ def block_average(values):
     return values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(len(values))
 
 
-def markov_timescales(x, edges, lag_time, *, n_components=1, dt=1.0):
-    """Implied timescales of a reversible Markov state model on the bins ``edges`` of ``x``.
-
-    Each frame of the one-dimensional coordinate ``x`` (an array, or a list of trajectories)
-    is assigned to its bin (values outside go to the end bins), and the linear VAC of the
-    bin indicators at ``lag_time`` frames is solved: this is a reversible Markov state model.
-
-    Returns
-    -------
-    timescales : ndarray of shape (n_components,)
-        In frames of ``x``, or in the units of ``dt``.
-    """
-    edges = np.asarray(edges, dtype=np.float64)
-    trajs = x if is_trajectory_list(x) else [x]
-    onehot = []
-    for t in trajs:
-        states = np.clip(np.digitize(np.ravel(t), edges) - 1, 0, len(edges) - 2)
-        onehot.append(np.eye(len(edges) - 1)[states])
-    return implied_timescales(onehot, lag_time, n_components=n_components, dt=dt)
-
-
 def free_energy_profile(x, bins=50, range=None, kT=1.0, weights=None):
     """Free energy ``F = -kT ln q`` along one coordinate, with ``q`` the histogram density.
 
@@ -298,29 +512,60 @@ def free_energy_profile(x, bins=50, range=None, kT=1.0, weights=None):
 def free_energy_rmse(F_a, F_b, *, max_free_energy=None):
     """Root-mean-square difference of two free-energy profiles on the same bins.
 
-    Only bins populated in both profiles (finite ``F``) count. Free energies are defined up to
-    an additive constant, so ``F_b`` is shifted by the constant that minimises the RMSE (the
-    mean difference over the shared bins) before comparing.
+    Missing and extra states cost: a bin populated in one profile and empty (``inf``) in the
+    other counts, at a capped free energy. The steps are:
+
+    1. ``F_b`` is shifted by the additive constant that best aligns it with ``F_a`` on the
+       bins both populate below the cap (free energies are defined up to a constant).
+    2. Both profiles are capped at ``cap = min(F_a) + max_free_energy``; an empty bin counts
+       as lying at the cap. With ``max_free_energy=None`` the cap is the largest finite free
+       energy of either profile, so an empty bin counts as at least as rare as the rarest
+       populated one.
+    3. The RMSE is taken over every bin where either profile lies below the cap.
+
+    A model that never visits a basin the reference populates therefore pays about
+    ``cap - F_a`` in each of that basin's bins, instead of nothing.
 
     Parameters
     ----------
     F_a, F_b : array-like of the same shape
-        Profiles in kT; ``inf`` marks an empty bin.
+        Profiles in kT (or any energy unit, consistently); ``inf`` marks an empty bin.
+        ``F_a`` is the reference (MD).
     max_free_energy : float, default=None
-        If given, only bins where ``F_a`` (the reference) is at most this, relative to its
-        minimum, count.
+        Height of the cap above the reference minimum, in the units of the profiles. Bins
+        above it in both profiles do not count: sparsely visited tails are noisy.
+
+    Returns
+    -------
+    rmse : float
     """
     F_a = np.asarray(F_a, dtype=np.float64)
     F_b = np.asarray(F_b, dtype=np.float64)
     if F_a.shape != F_b.shape:
         raise ValueError(f"Profiles must have the same shape; got {F_a.shape} and {F_b.shape}.")
-    both = np.isfinite(F_a) & np.isfinite(F_b)
+    if np.isnan(F_a).any() or np.isnan(F_b).any():
+        raise ValueError("Free-energy profiles contain NaN; empty bins must be inf.")
+    finite_a, finite_b = np.isfinite(F_a), np.isfinite(F_b)
+    if not finite_a.any() or not finite_b.any():
+        raise ValueError("A free-energy profile has no populated bin.")
+    F_a = F_a - F_a[finite_a].min()
+    F_b = F_b - F_b[finite_b].min()
     if max_free_energy is not None:
-        both &= F_a - F_a[np.isfinite(F_a)].min() <= max_free_energy
-    if not both.any():
-        raise ValueError("The two profiles share no populated bin.")
-    diff = F_a[both] - F_b[both]
-    return float(np.sqrt(np.mean((diff - diff.mean()) ** 2)))
+        if not np.isfinite(max_free_energy) or max_free_energy <= 0:
+            raise ValueError(f"max_free_energy must be positive; got {max_free_energy!r}.")
+        cap = float(max_free_energy)
+    else:
+        cap = max(F_a[finite_a].max(), F_b[finite_b].max())
+    shared = finite_a & finite_b & (F_a <= cap) & (F_b <= cap)
+    if shared.any():
+        F_b = F_b - np.mean(F_b[shared] - F_a[shared])
+    Fa_capped = np.minimum(F_a, cap)
+    Fb_capped = np.minimum(F_b, cap)
+    counted = (F_a < cap) | (F_b < cap)
+    if not counted.any():
+        return 0.0
+    diff = Fa_capped[counted] - Fb_capped[counted]
+    return float(np.sqrt(np.mean(diff**2)))
 
 
 def js_divergence(p, q, *, base=2):
@@ -343,3 +588,107 @@ def js_divergence(p, q, *, base=2):
         return np.sum(a[nz] * np.log(a[nz] / b[nz]))
 
     return float((0.5 * kl(p, m) + 0.5 * kl(q, m)) / np.log(base))
+
+
+def _pooled_samples(x, name):
+    """One array of shape (n_samples, d) from an array or a list of trajectories."""
+    parts = list(x) if is_trajectory_list(x) else [x]
+    arrays = []
+    for i, part in enumerate(parts):
+        a = np.asarray(part, dtype=np.float64)
+        a = a.reshape(len(a), -1) if a.ndim != 1 else a[:, None]
+        if a.ndim != 2:
+            raise ValueError(f"{name}: part {i} must be 1-D or 2-D; got shape {np.shape(part)}.")
+        arrays.append(a)
+    widths = {a.shape[1] for a in arrays}
+    if len(widths) != 1:
+        raise ValueError(f"{name}: every part must have the same number of columns; got {widths}.")
+    out = np.concatenate(arrays) if arrays else np.empty((0, 1))
+    if len(out) == 0:
+        raise ValueError(f"{name} holds no samples.")
+    if not np.isfinite(out).all():
+        row = int(np.argwhere(~np.isfinite(out))[0, 0])
+        raise ValueError(f"{name} contains NaN or inf at sample {row}.")
+    return out
+
+
+def compare_distributions(
+    x_ref, x_model, *, bins=50, range=None, kT=1.0, max_free_energy=None, kl_floor=0.5
+):
+    """Compare a model's samples with reference samples on one binning, missing mass included.
+
+    Both sample sets are histogrammed on the same bins (by default spanning the reference's
+    range). Samples of either set that fall outside the bins go to one extra *outside* cell,
+    so a model that puts mass where the reference has none (beyond its range, or in its
+    empty bins) is charged for it, as is a model that never visits part of the reference.
+
+    Parameters
+    ----------
+    x_ref, x_model : array-like of shape (n_samples,) or (n_samples, d), or list of them
+        Reference (for example held-out MD) and model samples of the same ``d`` coordinates
+        (``d`` is 1 or 2 in practice: the histogram has ``bins ** d`` cells).
+    bins : int or sequence of int, default=50
+        Bins per coordinate.
+    range : sequence of (low, high) pairs, default=None
+        Bin range per coordinate; ``None`` uses the reference's minimum and maximum.
+    kT : float, default=1.0
+        Thermal energy: free energies and their RMSE are in these units.
+    max_free_energy : float, default=None
+        Cap of :func:`free_energy_rmse`, in units of ``kT`` above the reference minimum.
+    kl_floor : float, default=0.5
+        Counts below this floor are raised to it in the model histogram for the
+        Kullback-Leibler divergence, so a missing state costs ``ln(n_ref_in_cell / floor)``
+        instead of infinity. In counts of the model's samples.
+
+    Returns
+    -------
+    scores : dict
+        ``"free_energy_rmse"`` (kT, over the in-range bins, see :func:`free_energy_rmse`),
+        ``"js_divergence"`` (bits, over bins and the outside cell), ``"kl_divergence"``
+        (nats, KL(reference || model) with the floor), ``"missing_mass"`` (reference
+        probability in cells the model never visits), ``"extra_mass"`` (model probability in
+        cells the reference never visits, the outside cell included) and
+        ``"outside_mass"`` (model probability outside the bins).
+    """
+    ref = _pooled_samples(x_ref, "x_ref")
+    mod = _pooled_samples(x_model, "x_model")
+    d = ref.shape[1]
+    if mod.shape[1] != d:
+        raise ValueError(
+            f"x_ref has {d} coordinates but x_model has {mod.shape[1]}; they must match."
+        )
+    if range is None:
+        lo, hi = ref.min(axis=0), ref.max(axis=0)
+        hi = np.where(hi > lo, hi, lo + 1.0)
+        range = list(zip(lo, hi))
+    if not np.isfinite(kT) or kT <= 0:
+        raise ValueError(f"kT must be positive; got {kT!r}.")
+    edges = np.histogramdd(ref[:1], bins=bins, range=range)[1]
+
+    def counts(samples):
+        inside, _ = np.histogramdd(samples, bins=edges)
+        inside = inside.ravel()
+        # histogramdd counts a value equal to the last edge in the last bin.
+        return np.append(inside, len(samples) - inside.sum())
+
+    c_ref, c_mod = counts(ref), counts(mod)
+    p_ref, p_mod = c_ref / c_ref.sum(), c_mod / c_mod.sum()
+    with np.errstate(divide="ignore"):
+        F_ref = -kT * np.log(p_ref[:-1])
+        F_mod = -kT * np.log(p_mod[:-1])
+    cap = None if max_free_energy is None else max_free_energy * kT
+    if np.isfinite(F_mod).any():
+        rmse = free_energy_rmse(F_ref, F_mod, max_free_energy=cap)
+    else:
+        rmse = np.inf  # every model sample lies outside the reference's bins
+    floor = kl_floor / c_mod.sum()
+    seen = p_ref > 0
+    kl = float(np.sum(p_ref[seen] * np.log(p_ref[seen] / np.maximum(p_mod[seen], floor))))
+    return {
+        "free_energy_rmse": float(rmse),
+        "js_divergence": js_divergence(c_ref, c_mod),
+        "kl_divergence": kl,
+        "missing_mass": float(p_ref[p_mod == 0].sum()),
+        "extra_mass": float(p_mod[p_ref == 0].sum()),
+        "outside_mass": float(p_mod[-1]),
+    }

@@ -8,8 +8,11 @@ With a list of trajectories, scikit-learn counts each trajectory as one "sample"
 ``GridSearchCV(cv=TrajectoryKFold(...))`` hands whole trajectories to ``fit`` and ``score``.
 
 VAMP-2 scores (and propagator log-likelihoods) at different lag times measure different
-things and must not be compared: to choose a lag time, use ``free_energy_rmse`` or
-``timescale_error``, which compare simulated with held-out dynamics in frames and kT.
+things and must not be compared. To choose a lag time, a kernel count or an encoder, use
+``free_energy_rmse``, ``js_divergence`` or ``timescale_error``: they compare simulated with
+held-out dynamics on fixed coordinates that do not depend on the candidate (the simulator's
+``observable``, by default a TICA of the input features fitted on the training fold), and
+missing or extra states cost.
 """
 
 from numbers import Integral
@@ -24,6 +27,7 @@ __all__ = [
     "TrajectoryKFold",
     "free_energy_rmse_scorer",
     "get_scorer",
+    "js_divergence_scorer",
     "log_likelihood_scorer",
     "timescale_error_scorer",
     "vamp2_scorer",
@@ -130,34 +134,56 @@ def log_likelihood_scorer(estimator, X, y=None):
 
 
 def free_energy_rmse_scorer(estimator, X, y=None):
-    """Negated free-energy RMSE (kT) along psi_1 between held-out MD and simulation.
+    """Negated free-energy RMSE (kT) between held-out MD and simulation, missing states included.
 
-    The simulation starts from the held-out trajectories' first frames and is as long as the
-    held-out data. Comparable across lag times.
+    Measured along the simulator's fixed observable (by default the leading TICA coordinate
+    of the training features), not the candidate's own latent coordinate; bins that only one
+    side populates count at the cap. The simulation starts from the held-out trajectories'
+    first frames and is as long as the held-out data. Comparable across lag times, kernel
+    counts and encoders.
     """
     return -estimator.free_energy_rmse(X)
 
 
-def timescale_error_scorer(estimator, X, y=None):
-    """Negated relative error of the slowest autocorrelation timescale, LSS against MD.
+def js_divergence_scorer(estimator, X, y=None):
+    """Negated Jensen-Shannon divergence (bits) of the first two observable coordinates.
 
-    Comparable across lag times.
+    A two-dimensional histogram of the fixed observable, held-out MD against simulation, with
+    mass outside the MD's range in a cell of its own. Comparable across lag times, kernel
+    counts and encoders.
     """
-    its = estimator.implied_timescales(X, n_blocks=1)
-    return -float(abs(its["lss"][0] / its["md"][0] - 1))
+    return -estimator.compare(X, coordinate=None, bins=20)["js_divergence"]
+
+
+def timescale_error_scorer(estimator, X, y=None):
+    """Negated relative error of the slowest relaxation time on the fixed observable.
+
+    The relaxation time of the first observable coordinate (see
+    ``LatentSpaceSimulator.implied_timescales(space="observable")``), simulation against
+    held-out MD. Comparable across lag times, kernel counts and encoders.
+    """
+    its = estimator.implied_timescales(X, space="observable", n_blocks=1)
+    t_md, t_lss = float(its["md"][0]), float(its["lss"][0])
+    if not (np.isfinite(t_md) and np.isfinite(t_lss)) or t_md <= 0:
+        raise ValueError(
+            f"The relaxation time could not be measured (MD {t_md}, simulation {t_lss} "
+            "frames): the held-out trajectories are too short for the lag time."
+        )
+    return -abs(t_lss / t_md - 1.0)
 
 
 _SCORERS = {
     "vamp2": vamp2_scorer,
     "log_likelihood": log_likelihood_scorer,
     "free_energy_rmse": free_energy_rmse_scorer,
+    "js_divergence": js_divergence_scorer,
     "timescale_error": timescale_error_scorer,
 }
 
 
 def get_scorer(name):
     """The scorer called ``name``: one of "vamp2", "log_likelihood", "free_energy_rmse",
-    "timescale_error". Each is a callable ``(estimator, X, y=None) -> float`` that
+    "js_divergence", "timescale_error". Each is a callable ``(estimator, X, y=None) -> float`` that
     ``GridSearchCV(scoring=...)`` accepts; higher is better."""
     if name not in _SCORERS:
         raise ValueError(f"Unknown scorer {name!r}; choose one of {sorted(_SCORERS)}.")

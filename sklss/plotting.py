@@ -15,6 +15,7 @@ from ._validation import check_lag_time, is_trajectory_list
 from .metrics import free_energy_profile
 
 __all__ = [
+    "ck_test",
     "free_energy_1d",
     "free_energy_2d",
     "implied_timescales",
@@ -224,15 +225,24 @@ def implied_timescales(
     Converged timescales are flat in the lag time: pick a lag where they have levelled off.
     Timescales below the line ``t = lag`` decay within one lag and are not resolved.
 
+    ``nan`` marks a timescale that does not exist (an eigenvalue at or below the noise floor,
+    or not positive, as :func:`sklss.metrics.implied_timescales` reports it): such a point is
+    left out, with no marker and no band, and the line has a gap there rather than bridging
+    it. A process that is ``nan`` at every lag gets an empty line. Infinite timescales cannot
+    be drawn on a log axis and are left out the same way. The y-limits come from the finite
+    timescales only.
+
     Parameters
     ----------
     lag_times : array-like of shape (n_lags,)
         Lag times, in frames (or steps).
     timescales : array-like of shape (n_lags,) or (n_lags, n_processes)
         Implied timescales at each lag, in the same units as ``lag_times``, for example from
-        :func:`sklss.metrics.implied_timescales` or ``SRVTransformer(...).timescales_``.
+        :func:`sklss.metrics.implied_timescales_vs_lag`, :func:`sklss.metrics.implied_timescales`
+        or ``SRVTransformer(...).timescales_``; ``nan`` where there is none.
     std_errors : array-like of the shape of ``timescales``, default=None
-        Standard errors; a band of one standard error is drawn on each side.
+        Standard errors; a band of one standard error is drawn on each side, where both the
+        timescale and its error are finite.
     dt : float, default=1.0
         Time per frame; lags and timescales are multiplied by it.
     time_unit : str, default="frames"
@@ -253,7 +263,8 @@ def implied_timescales(
     -------
     ax : matplotlib.axes.Axes
         The Axes drawn into, with a logarithmic y-axis. Process ``i`` is the line
-        ``ax.lines[i]`` (among those drawn by this call, in order), and its band the matching
+        ``ax.lines[i]`` (among those drawn by this call, in order), whose y-data is a masked
+        array with the left-out points masked, and its band the matching
         :class:`~matplotlib.collections.FillBetweenPolyCollection`.
     """
     lags = np.asarray(lag_times, dtype=np.float64).ravel() * dt
@@ -279,18 +290,21 @@ def implied_timescales(
     elif isinstance(labels, str):
         labels = [labels]
     ax = _axes(ax)
+    shown = np.isfinite(ts) & (ts > 0)
     for k in np.arange(n_processes):
         label = labels[k] if k < len(labels) else None
-        (line,) = ax.plot(lags, ts[:, k], marker="o", color=color, label=label, **kwargs)
+        y = np.ma.masked_array(ts[:, k], mask=~shown[:, k])
+        (line,) = ax.plot(lags, y, marker="o", color=color, label=label, **kwargs)
         if se is not None:
-            ax.fill_between(
-                lags, ts[:, k] - se[:, k], ts[:, k] + se[:, k], color=line.get_color(), alpha=0.25
-            )
+            band = shown[:, k] & np.isfinite(se[:, k])
+            low = np.where(band, ts[:, k] - se[:, k], np.nan)
+            high = np.where(band, ts[:, k] + se[:, k], np.nan)
+            ax.fill_between(lags, low, high, where=band, color=line.get_color(), alpha=0.25)
     if show_lag:
         ax.fill_between(lags, np.full_like(lags, 1e-300), lags, color="0.85", zorder=0)
         ax.plot(lags, lags, color="0.4", linestyle="--", linewidth=1, zorder=0)
     ax.set_yscale("log")
-    finite = ts[np.isfinite(ts) & (ts > 0)]
+    finite = ts[shown]
     if finite.size:
         ax.set_ylim(min(finite.min(), lags.min()) / 2, finite.max() * 2)
     ax.set_xlabel(f"lag time ({time_unit})")
@@ -436,3 +450,71 @@ def latent_trajectory(
     if len(labels):
         ax.legend()
     return ax
+
+
+def ck_test(result, *, dt=1.0, time_unit="frames", axes=None):
+    """Plot a Chapman-Kolmogorov test: one panel per state.
+
+    Each panel shows, against the lag time, the probability of being in the state again:
+    measured from the MD directly (black points with error bars), predicted by the MD's
+    Markov state model at the base lag (grey dashed line with its band) and, where the result
+    holds a simulator, estimated from the simulation (coloured line with its band). A
+    simulator is faithful where its line runs through the MD's error bars.
+
+    Parameters
+    ----------
+    result : Bunch
+        From :meth:`sklss.LatentSpaceSimulator.ck_test` or
+        :func:`sklss.markov.chapman_kolmogorov_test`.
+    dt : float, default=1.0
+        Time per frame; lag times are multiplied by it.
+    time_unit : str, default="frames"
+        Unit of the lag axis.
+    axes : sequence of matplotlib.axes.Axes, default=None
+        One Axes per state; ``None`` makes a new figure with a row of panels.
+
+    Returns
+    -------
+    axes : ndarray of matplotlib.axes.Axes
+        The panels, in state order. Panel ``i`` holds the MD error bars as its first
+        container and, in order, the lines "MSM prediction" and "simulation" (if any).
+    """
+    n_states = np.shape(result.md)[1]
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        _, axes = plt.subplots(1, n_states, figsize=(3 * n_states, 3), sharey=True, squeeze=False)
+        axes = axes[0]
+    axes = np.asarray(axes, dtype=object).ravel()
+    if len(axes) != n_states:
+        raise ValueError(f"axes must hold one Axes per state ({n_states}); got {len(axes)}.")
+    lags = np.asarray(result.lag_times, dtype=np.float64) * dt
+    has_model = "model" in result
+    for i, ax in enumerate(axes):
+        md = np.asarray(result.md)[:, i]
+        err = np.vstack(
+            [md - np.asarray(result.md_lower)[:, i], np.asarray(result.md_upper)[:, i] - md]
+        )
+        ok = np.isfinite(md)
+        ax.errorbar(lags[ok], md[ok], yerr=err[:, ok], fmt="o", color="k", capsize=3, label="MD")
+        ax.plot(lags, result.predicted[:, i], "--", color="0.4", label="MSM prediction")
+        ax.fill_between(
+            lags, result.predicted_lower[:, i], result.predicted_upper[:, i], color="0.8"
+        )
+        if has_model:
+            model = np.asarray(result.model)[:, i]
+            ok = np.isfinite(model)
+            (line,) = ax.plot(lags[ok], model[ok], "-", color="C1", label="simulation")
+            ax.fill_between(
+                lags[ok],
+                np.asarray(result.model_lower)[ok, i],
+                np.asarray(result.model_upper)[ok, i],
+                color=line.get_color(),
+                alpha=0.3,
+            )
+        ax.set_title(f"state {i + 1}")
+        ax.set_xlabel(f"lag time ({time_unit})")
+        ax.set_ylim(0, 1.05)
+    axes[0].set_ylabel("probability to be in the state again")
+    axes[0].legend(loc="lower left", fontsize="small")
+    return axes

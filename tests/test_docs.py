@@ -83,6 +83,7 @@ def test_every_tutorial_script_is_shown_on_a_page():
     [
         "sklss",
         "sklss.metrics",
+        "sklss.markov",
         "sklss.model_selection",
         "sklss.datasets",
         "sklss.features",

@@ -65,9 +65,64 @@ def test_sign_convention_makes_the_largest_magnitude_value_positive(fitted, ou_d
 def test_auto_picks_the_number_of_components_at_the_largest_eigenvalue_gap():
     x = ar1(10_000, [0.95, 0.1, 0.1], random_state=2)
     srv = small_srv(n_components="auto", n_basis=3, max_epochs=20).fit(x)
-    gaps = srv.all_eigenvalues_[:-1] - srv.all_eigenvalues_[1:]
-    assert srv.n_components_ == int(np.argmax(gaps)) + 1
+    # Gaps between eigenvalues clipped from below at the noise floor, the floor itself last.
+    clipped = np.append(np.maximum(srv.all_eigenvalues_, srv.noise_floor_), srv.noise_floor_)
+    assert srv.n_components_ == int(np.argmax(clipped[:-1] - clipped[1:])) + 1
     assert srv.transform(x).shape == (10_000, srv.n_components_)
+    assert srv.noise_floor_ == pytest.approx(3 * np.sqrt(3 / 9_999))
+
+
+def flip_chains(n_frames, flip_probabilities, random_state=0):
+    """Independent +1/-1 chains flipping with the given probabilities: eigenvalue 1 - 2p each.
+
+    A two-state chain has a single non-constant eigenfunction (a Gaussian AR(1) process has
+    all its powers too), so the spectrum an SRV can find is known: the chains, their products,
+    and noise.
+    """
+    rng = np.random.default_rng(random_state)
+    flips = rng.random((n_frames, len(flip_probabilities))) < np.asarray(flip_probabilities)
+    return np.where(np.cumsum(flips, axis=0) % 2 == 0, 1.0, -1.0)
+
+
+def test_row27_noise_eigenvalues_of_the_basis_give_nan_timescales():
+    rng = np.random.default_rng(3)
+    x = np.hstack([flip_chains(10_000, [0.05], random_state=3), rng.normal(size=(10_000, 2))])
+    srv = small_srv(n_components=3, max_epochs=20).fit(x)
+    assert srv.noise_floor_ == pytest.approx(3 * np.sqrt(3 / 9_999))
+    assert srv.timescales_[0] == pytest.approx(-1 / np.log(0.9), rel=0.15)
+    # The other two directions are noise: small eigenvalues (a sub-frame "timescale" under
+    # the old rule), now no timescale at all.
+    assert (np.abs(srv.eigenvalues_[1:]) <= srv.noise_floor_).all()
+    assert np.isnan(srv.timescales_[1:]).all()
+
+
+def test_auto_ignores_the_negative_tail_and_negative_eigenvalues_have_no_timescale():
+    # A fast positive process (eigenvalue 0.25) and an alternating one (-0.95): VAMP-2 squares
+    # eigenvalues, so the SRV learns the alternating chain and the product of the two
+    # (about -0.24) as well. Largest raw gap: between the two negative ones.
+    rng = np.random.default_rng(4)
+    x = flip_chains(10_000, [0.375, 0.975], random_state=4) + 0.05 * rng.normal(size=(10_000, 2))
+    auto = small_srv(n_components="auto", n_basis=3, max_epochs=20).fit(x)
+    lam = auto.all_eigenvalues_
+    assert lam[0] == pytest.approx(0.25, abs=0.05) and lam[-1] < -0.85
+    old_rule = int(np.argmax(lam[:-1] - lam[1:])) + 1
+    assert old_rule >= 2  # the old rule kept a negative eigenvalue
+    assert auto.n_components_ == 1
+    assert auto.timescales_[0] == pytest.approx(-1 / np.log(0.25), rel=0.15)
+    every = small_srv(n_components=3, n_basis=3, max_epochs=20).fit(x)
+    np.testing.assert_allclose(every.eigenvalues_, lam)
+    assert np.isfinite(every.timescales_[0]) and np.isnan(every.timescales_[1:]).all()
+
+
+def test_auto_rule_on_given_spectra():
+    from sklss.encoder import _components_at_largest_gap
+
+    # Two resolved eigenvalues, then noise and a big negative tail.
+    assert _components_at_largest_gap([0.9, 0.85, 0.01, -0.9], 0.05) == 2
+    assert _components_at_largest_gap([0.3, 0.0, -0.9], 0.05) == 1
+    assert _components_at_largest_gap([0.9, 0.3, 0.25], 0.05) == 1
+    with pytest.warns(UserWarning, match="No eigenvalue of the learned basis is above"):
+        assert _components_at_largest_gap([0.02, -0.5], 0.05) == 1
 
 
 def test_score_of_held_out_data_beats_a_meaningless_fit(fitted):

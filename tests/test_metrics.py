@@ -46,10 +46,11 @@ def test_implied_timescales_of_ar1_processes():
 
 
 def test_timescales_from_eigenvalues_edge_cases():
-    ts = timescales_from_eigenvalues([np.exp(-1 / 10), 1.0, 0.0], lag_time=2)
+    ts = timescales_from_eigenvalues([np.exp(-1 / 10), 1.0, 0.0, -0.5], lag_time=2)
     np.testing.assert_allclose(ts[0], 20.0)
     assert np.isinf(ts[1])
-    assert ts[2] == 0.0
+    # An eigenvalue of zero or below has no relaxation timescale (RELIABILITY row 27).
+    assert np.isnan(ts[2]) and np.isnan(ts[3])
 
 
 def test_free_energy_profile_of_gaussian_is_parabola():
@@ -61,15 +62,24 @@ def test_free_energy_profile_of_gaussian_is_parabola():
     assert F.min() == 0.0
 
 
-def test_free_energy_rmse_ignores_additive_constant_and_empty_bins():
-    F = np.array([0.0, 1.0, 2.0, np.inf])
-    G = np.array([5.0, 6.0, 7.0, 3.0])
+def test_free_energy_rmse_ignores_additive_constant_but_charges_empty_bins():
+    F = np.array([0.0, 1.0, 2.0, 3.0])
+    G = np.array([5.0, 6.0, 7.0, 8.0])
     assert free_energy_rmse(F, G) == pytest.approx(0.0)
     assert free_energy_rmse(F, G + np.array([0, 0, 0.3, 0])) == pytest.approx(
-        np.std([0, 0, 0.3]), rel=1e-12
+        np.std([0, 0, 0.3, 0]), rel=1e-12
     )
+    # A bin the model never visits counts at the cap (here the largest finite value, 4 kT);
+    # bins at or above the cap in both profiles do not count.
+    F2 = np.array([0.0, 1.0, 0.5, 4.0])
+    G2 = np.array([0.0, 1.0, np.inf, 4.0])
+    assert free_energy_rmse(F2, G2) == pytest.approx(np.sqrt((4.0 - 0.5) ** 2 / 3))
+    # ... and so does an extra state the reference never visits.
+    assert free_energy_rmse(G2, F2) == pytest.approx(np.sqrt((4.0 - 0.5) ** 2 / 3))
+    # An explicit cap: the missing bin costs 2 - 0.5 kT.
+    assert free_energy_rmse(F2, G2, max_free_energy=2.0) == pytest.approx(np.sqrt(1.5**2 / 3))
     with pytest.raises(ValueError, match="no populated bin"):
-        free_energy_rmse([np.inf, 1.0], [1.0, np.inf])
+        free_energy_rmse([np.inf, np.inf], [1.0, np.inf])
 
 
 def test_free_energy_rmse_restricts_to_low_free_energy_bins():

@@ -174,3 +174,36 @@ def test_nan_input_is_an_error_naming_trajectory_and_frame(ax):
     x[1][4] = np.nan
     with pytest.raises(ValueError, match="trajectory 1, frame 4"):
         plotting.free_energy_1d(x, ax=ax)
+
+
+def test_row27_implied_timescales_leave_nan_out_even_for_a_whole_column(ax):
+    lags = np.array([1, 2, 5, 10])
+    ts = np.array([[300.0, np.nan], [np.nan, np.nan], [330, np.nan], [335, np.nan]])
+    se = np.array([[20.0, np.nan], [np.nan, np.nan], [np.nan, np.nan], [25, np.nan]])
+    plotting.implied_timescales(lags, ts, se, ax=ax)
+    first, second = ax.lines[:2]
+    y = first.get_ydata()
+    np.testing.assert_array_equal(np.ma.getmaskarray(y), [False, True, False, False])
+    np.testing.assert_allclose(y.compressed(), [300, 330, 335])
+    # What is drawn has no vertex at the NaN lag, and the line restarts after it (a gap, not
+    # a point and not a bridge from lag 1 to lag 5).
+    from matplotlib.path import Path
+
+    segments = list(first.get_path().iter_segments())
+    np.testing.assert_allclose([v for v, _ in segments], [[1, 300], [5, 330], [10, 335]])
+    assert [c for _, c in segments] == [Path.MOVETO, Path.MOVETO, Path.LINETO]
+    assert np.ma.getmaskarray(second.get_ydata()).all()
+    assert list(second.get_path().iter_segments()) == []
+    band, empty_band = ax.collections[:2]
+    band_x = np.concatenate([p.vertices[:, 0] for p in band.get_paths()])
+    assert set(np.unique(band_x)) <= {1.0, 10.0}  # only lags with a timescale and an error
+    assert sum(len(p.vertices) for p in empty_band.get_paths()) == 0
+    # y-limits from the finite timescales (and lags) only.
+    low, high = ax.get_ylim()
+    assert low == pytest.approx(0.5) and high == pytest.approx(670.0)
+
+
+def test_row27_implied_timescales_all_nan_does_not_fail(ax):
+    plotting.implied_timescales([1, 2], [[np.nan], [np.nan]], [[np.nan], [np.nan]], ax=ax)
+    assert np.ma.getmaskarray(ax.lines[0].get_ydata()).all()
+    assert ax.get_yscale() == "log"

@@ -6,7 +6,8 @@ Pipeline's (``lag_time``, ``propagator__n_kernels``, ``encoder__n_components``),
 data: folds must hold out whole trajectories (:class:`sklss.model_selection.TrajectoryKFold`),
 and the score must compare models with different lag times, which VAMP-2 and likelihoods
 cannot. The free-energy RMSE and the timescale error compare a simulation with the
-held-out MD in kT and in frames, whatever the lag.
+held-out MD in kT and in frames on a fixed observable (a TICA of the input features), so
+they are comparable whatever the lag or the encoder.
 
 Run with SKLSS_SMALL=1 for a tiny version (seconds, meaningless numbers).
 """
@@ -31,7 +32,8 @@ MAX_EPOCHS = 1 if SMALL else 30
 # Six trajectories of the hidden-coordinate toy: 20 noisy features of a 2-D system.
 X = hidden_wells(N_FRAMES, n_trajectories=6, random_state=0)
 
-# A latent-only simulator (no decoder): the scores only need the latent dynamics.
+# A latent-only simulator (no decoder): to score it on the fixed observable, each simulated
+# latent point takes the observable of the training frame nearest to it in latent space.
 lss = LatentSpaceSimulator(
     SRVTransformer(n_components=2, max_epochs=MAX_EPOCHS),
     MDNPropagator(max_epochs=MAX_EPOCHS),

@@ -1,0 +1,73 @@
+"""Markov state models through deeptime: timescales, discretisation, Chapman-Kolmogorov tests."""
+
+import numpy as np
+import pytest
+
+from sklss.markov import chapman_kolmogorov_test, discretize, markov_timescales
+
+
+def markov_chain(T, n_steps, random_state):
+    """A state sequence of the Markov chain with transition matrix T."""
+    rng = np.random.default_rng(random_state)
+    cumulative = np.cumsum(T, axis=1)
+    u = rng.random(n_steps)
+    states = np.empty(n_steps, dtype=np.int32)
+    states[0] = 0
+    for t in range(1, n_steps):
+        states[t] = np.searchsorted(cumulative[states[t - 1]], u[t])
+    return states
+
+
+T3 = np.array([[0.96, 0.03, 0.01], [0.02, 0.95, 0.03], [0.01, 0.04, 0.95]])
+
+
+def test_markov_timescales_of_a_two_state_chain_match_the_exact_value():
+    # Two states with switching probabilities p and q: lambda = 1 - p - q.
+    p, q = 0.01, 0.03
+    chain = markov_chain(np.array([[1 - p, p], [q, 1 - q]]), 400_000, 0)
+    x = chain.astype(np.float64)
+    exact = -1.0 / np.log(1 - p - q)
+    t = markov_timescales(x, [-0.5, 0.5, 1.5], 1)
+    assert t[0] == pytest.approx(exact, rel=0.05)
+    # A list of trajectories and dt; a second timescale that does not exist is NaN.
+    t2 = markov_timescales([x[:200_000], x[200_000:]], [-0.5, 0.5, 1.5], 2, n_components=2, dt=3)
+    assert t2[0] == pytest.approx(3 * exact, rel=0.05) and np.isnan(t2[1])
+    with pytest.raises(ValueError, match="lag_time must be an integer of at least 1"):
+        markov_timescales(x, [-0.5, 0.5, 1.5], 0)
+
+
+def test_discretize_sorts_states_along_the_first_coordinate_and_reuses_centres():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([c + 0.1 * rng.normal(size=500) for c in (2.0, -1.0, 5.0)])[:, None]
+    (states,), centers = discretize(x, 3)
+    np.testing.assert_allclose(centers[:, 0], [-1.0, 2.0, 5.0], atol=0.05)
+    np.testing.assert_array_equal(np.bincount(states), [500, 500, 500])
+    assert states[0] == 1 and states[600] == 0 and states[-1] == 2
+    (other,), _ = discretize(np.array([[4.9], [-0.8]]), 3, fit_on=x)
+    np.testing.assert_array_equal(other, [2, 0])
+
+
+def test_ck_test_of_a_markov_chain_passes_and_of_a_wrong_chain_fails():
+    md = [markov_chain(T3, 30_000, s) for s in range(4)]
+    same = [markov_chain(T3, 30_000, s) for s in range(10, 14)]
+    # A chain that leaves every state twice as often.
+    leaky = 2 * (T3 - np.diag(np.diag(T3)))
+    leaky += np.diag(1 - leaky.sum(axis=1))
+    wrong = [markov_chain(leaky, 30_000, s) for s in range(20, 24)]
+    good = chapman_kolmogorov_test(md, 1, k_max=6, model_dtrajs=same, n_samples=30)
+    bad = chapman_kolmogorov_test(md, 1, k_max=6, model_dtrajs=wrong, n_samples=30)
+    assert good.passed and not bad.passed
+    # A Markov chain is Markovian: prediction and direct estimate agree.
+    assert good.max_markov_deviation < 0.02
+    # The exact k-step probabilities lie inside the MD intervals (widened by a little).
+    for k in (1, 3, 6):
+        exact = np.diagonal(np.linalg.matrix_power(T3, k))
+        assert np.all(good.md_lower[k] - 0.01 <= exact) and np.all(exact <= good.md_upper[k] + 0.01)
+    assert bad.max_model_deviation > 0.1
+    # Reproducible error bars for a fixed random_state.
+    again = chapman_kolmogorov_test(md, 1, k_max=6, model_dtrajs=same, n_samples=30)
+    np.testing.assert_array_equal(good.md_lower, again.md_lower)
+    with pytest.raises(ValueError, match="must be below the longest MD trajectory"):
+        chapman_kolmogorov_test(md, 10_000, k_max=10)
+    with pytest.raises(ValueError, match="does not connect all 4 states"):
+        chapman_kolmogorov_test(md, 1, n_states=4)
