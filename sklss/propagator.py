@@ -7,6 +7,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from scipy.special import ndtr
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import LRScheduler, ProgressBar
@@ -52,6 +53,9 @@ _LR_DECAY = 0.3
 # Below this many trajectories, sampling multiplies small matrices, where extra BLAS threads
 # cost more than they give.
 _SINGLE_THREAD_ROWS = 2048
+# MDNPropagator.sample warns when more than this fraction of its draws is rejected at the
+# walls of the training box.
+WALL_HIT_WARNING_RATE = 0.01
 
 
 class _MixtureDensityModule(nn.Module):
@@ -108,25 +112,9 @@ class _MDNNet(SklssNet):
         return self.criterion_(y_pred)
 
 
-def _reflect(x, lo, hi):
-    """Fold ``x`` into ``[lo, hi]`` feature by feature, in place, as reflecting walls would.
-
-    A value ``d`` beyond a wall lands ``d`` inside it; an overshoot longer than the box folds
-    again. A zero-width box (a constant feature) maps everything onto ``lo``. Values inside
-    the box are left bit for bit as they were.
-    """
-    y = np.where(x < lo, 2 * lo - x, x)
-    y = np.where(y > hi, 2 * hi - y, y)
-    far = (y < lo) | (y > hi)
-    if far.any():
-        width = hi - lo
-        safe = np.where(width > 0, width, 1).astype(x.dtype)
-        folded = np.mod(x - lo, 2 * safe)
-        folded = np.where(folded > safe, 2 * safe - folded, folded)
-        folded = np.where(width > 0, np.clip(lo + folded, lo, hi), lo)
-        y = np.where(far, folded, y)
-    x[...] = y
-    return x
+def _both_directions(X0, Xt):
+    """The lagged pairs ``(X0, Xt)`` followed by the same pairs reversed in time."""
+    return np.concatenate([X0, Xt]), np.concatenate([Xt, X0])
 
 
 def _check_pairs_exist(trajs, lag):
@@ -183,6 +171,13 @@ class _MixtureSampler:
     dispatch. The kernel is picked from the mixture logits first; then only the picked
     kernel's means and widths are computed. Biases ride along as an extra input column that is
     always 1, which saves one call per layer.
+
+    The box ``[lo, hi]`` (scaled units) is enforced by reject-and-stay: a trajectory whose new
+    draw leaves the box in any feature, or is not finite, keeps its current state for that
+    step. Only when a trajectory starts outside the box is a rejected draw clipped into it
+    instead, so that no trajectory stays outside. A feature with a zero-width box (constant in
+    the training data) is pinned to its value: its mean is set to the wall and its noise to
+    zero, so it never causes a rejection. ``n_wall_hits`` counts the rejected draws.
     """
 
     def __init__(self, module, lo, hi):
@@ -193,6 +188,14 @@ class _MixtureSampler:
         self.floor = np.full(m, module.sigma_floor, dtype=np.float32)
         self.lo = np.asarray(lo, dtype=np.float32)
         self.hi = np.asarray(hi, dtype=np.float32)
+        self.pinned = np.flatnonzero(self.lo == self.hi)
+        free = self.lo != self.hi
+        if not free.any():
+            free[:] = True
+        # Bounds that every free feature's box contains: a step whose draws all lie inside
+        # them is inside the box, which needs no per-feature test.
+        self.inner_lo = float(self.lo[free].max())
+        self.inner_hi = float(self.hi[free].min())
         with_bias = [
             np.hstack(
                 [layer.weight.detach().cpu().numpy(), layer.bias.detach().cpu().numpy()[:, None]]
@@ -204,16 +207,57 @@ class _MixtureSampler:
             for Wb, act in zip(with_bias[:-1], acts)
         ]
         self.W_logits = np.ascontiguousarray(with_bias[-1][:C])
-        self.W_kernels = np.ascontiguousarray(with_bias[-1][C:].reshape(C, 2 * m, -1))
+        W_kernels = with_bias[-1][C:].reshape(C, 2 * m, -1).copy()
+        if len(self.pinned):
+            # The mean of a pinned feature is exactly its wall value: 0 * h + lo * 1.
+            W_kernels[:, self.pinned, :] = 0
+            W_kernels[:, self.pinned, -1] = self.lo[self.pinned]
+        self.W_kernels = np.ascontiguousarray(W_kernels)
+        self.n_wall_hits = 0
 
     def run(self, state, gumbel, normal):
         """Advance ``state`` (``(n_starts, m)`` scaled float32, updated in place) by
-        ``len(gumbel)`` steps; return the visited states, ``(n_steps, n_starts, m)``."""
-        if state.shape[0] == 1:
-            return self._run_one(state, gumbel[:, 0], normal[:, 0])[:, None, :]
-        return self._run_batch(state, gumbel, normal)
+        ``len(gumbel)`` steps; return the visited states, ``(n_steps, n_starts, m)``.
 
-    def _run_one(self, state, gumbel, normal):
+        ``normal`` may be modified (the noise of pinned features is zeroed).
+        """
+        if len(self.pinned):
+            normal[..., self.pinned] = 0
+        inside = ((state >= self.lo) & (state <= self.hi)).all(axis=1)
+        start_inside = None if inside.all() else inside
+        if state.shape[0] == 1:
+            return self._run_one(state, gumbel[:, 0], normal[:, 0], start_inside)[:, None, :]
+        return self._run_batch(state, gumbel, normal, start_inside)
+
+    def _into_box(self, draw):
+        """Clip rejected draws of trajectories that start outside the box into it.
+
+        A draw that is not a number goes to 0, the mean of the training data, which lies
+        inside the box.
+        """
+        return np.clip(np.nan_to_num(draw, nan=0.0), self.lo, self.hi)
+
+    def _reject(self, x, previous, start_inside):
+        """Reject-and-stay for the rows of ``x`` (updated in place) that left the box.
+
+        ``start_inside`` is ``None`` when every row of ``previous`` lies inside the box, and
+        else says which ones do; a rejected row that started outside is clipped into the box.
+        Returns the number of rejected rows.
+        """
+        # Written so that a NaN counts as outside.
+        out = ~((x >= self.lo) & (x <= self.hi)).all(axis=1)
+        n_out = int(np.count_nonzero(out))
+        if not n_out:
+            return 0
+        if start_inside is None:
+            np.copyto(x, previous, where=out[:, None])
+        else:
+            np.copyto(x, previous, where=(out & start_inside)[:, None])
+            clip = out & ~start_inside
+            x[clip] = self._into_box(x[clip])
+        return n_out
+
+    def _run_one(self, state, gumbel, normal, start_inside):
         m = self.n_features
         inputs = [np.ones(m + 1, dtype=np.float32)]
         layers = []
@@ -229,8 +273,11 @@ class _MixtureSampler:
         params = np.empty(2 * m, dtype=np.float32)
         mean, raw = params[:m], params[m:]
         sigma = np.empty(m, dtype=np.float32)
-        floor, lo, hi = self.floor, self.lo, self.hi
-        bounds = list(zip(lo.tolist(), hi.tolist()))
+        floor = self.floor
+        bounds = list(zip(self.lo.tolist(), self.hi.tolist()))
+        previous = state[0].copy()
+        clip_next = start_inside is not None
+        hits = 0
         visited = np.empty((len(gumbel), m), dtype=np.float32)
         dot, add, multiply, logaddexp = np.dot, np.add, np.multiply, np.logaddexp
         for t in range(len(gumbel)):
@@ -244,14 +291,18 @@ class _MixtureSampler:
             multiply(sigma, normal[t], out=x)
             add(x, mean, out=x)
             for v, (a, c) in zip(x.tolist(), bounds):
-                if v < a or v > c:
-                    _reflect(x, lo, hi)
+                if not a <= v <= c:  # also true for NaN
+                    hits += 1
+                    x[:] = self._into_box(x) if clip_next else previous
                     break
+            clip_next = False
             visited[t] = x
+            previous = visited[t]
         state[0] = x
+        self.n_wall_hits += hits
         return visited
 
-    def _run_batch(self, state, gumbel, normal):
+    def _run_batch(self, state, gumbel, normal, start_inside):
         m = self.n_features
         B = state.shape[0]
         inputs = [np.ones((B, m + 1), dtype=np.float32)]
@@ -272,8 +323,9 @@ class _MixtureSampler:
         params = np.empty((B, 2 * m, 1), dtype=np.float32)
         mean, raw = params[:, :m, 0], params[:, m:, 0]
         sigma = np.empty((B, m), dtype=np.float32)
-        floor, lo, hi = self.floor, self.lo, self.hi
-        lo_max, hi_min = float(lo.max()), float(hi.min())
+        floor, inner_lo, inner_hi = self.floor, self.inner_lo, self.inner_hi
+        previous = state.copy()
+        hits = 0
         visited = np.empty((len(gumbel), B, m), dtype=np.float32)
         matmul, add, multiply, logaddexp = np.matmul, np.add, np.multiply, np.logaddexp
         for t in range(len(gumbel)):
@@ -286,12 +338,16 @@ class _MixtureSampler:
             logaddexp(raw, floor, out=sigma)
             multiply(sigma, normal[t], out=x)
             add(x, mean, out=x)
-            # A cheap test that is exact when every feature has the same box, and else
-            # only sends rows near a wall to the exact per-feature test in _reflect.
-            if x.min() < lo_max or x.max() > hi_min:
-                _reflect(x, lo, hi)
+            # A cheap test, exact when every free feature has the same box; otherwise only
+            # steps with a draw near some wall take the exact per-row test. Written so that
+            # a NaN fails it.
+            if not (x.min() >= inner_lo and x.max() <= inner_hi):
+                hits += self._reject(x, previous, start_inside)
+            start_inside = None
             visited[t] = x
+            previous = visited[t]
         state[...] = x
+        self.n_wall_hits += hits
         return visited
 
 
@@ -332,6 +388,16 @@ class MDNPropagator(DensityMixin, BaseEstimator):
     sigma_floor : float, default=1e-3
         Lower bound on every kernel width, in units of the feature's standard deviation. It
         keeps the likelihood finite when a kernel collapses onto a point.
+    reversible : bool, default=False
+        Train on the lagged pairs in both directions of time: every pair ``(x_t,
+        x_{t+tau})`` also enters as ``(x_{t+tau}, x_t)``, in training and in validation.
+        This is right for dynamics in detailed balance sampled in equilibrium, where the
+        reversed pairs are draws of the same transition density; it doubles the training
+        pairs, the time per epoch and the memory they take. With data that do not sample
+        equilibrium (short trajectories started away from it) or with driven dynamics, it
+        learns the wrong kernel; keep it off there. ``train_nll`` and ``valid_nll`` in
+        ``history_`` then average over both directions, whereas ``score`` scores forward
+        pairs only.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Torch device for training, ``predict`` and ``score``; ``"auto"`` uses CUDA when
         available. ``sample`` always runs on the CPU (see Notes).
@@ -369,6 +435,9 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         Number of epochs run.
     n_features_in_ : int
         Number of features ``m`` seen in ``fit``.
+    wall_hit_rate_ : float
+        Set by ``sample``: the fraction of its draws (``n_starts * (n_steps - 1)``) that left
+        ``[data_min_, data_max_]`` and were rejected. Absent until ``sample`` is called.
     net_ : skorch.NeuralNet
         The trained network (private use; the public state is the attributes above).
 
@@ -387,12 +456,25 @@ class MDNPropagator(DensityMixin, BaseEstimator):
     reported in the units of the data: the Jacobian of the scaling is included.
 
     **Support.** A learned density leaks a little mass beyond the range of the training data,
-    where the network was never fitted and can extrapolate without bound. ``sample`` keeps
-    every trajectory inside the per-feature box ``[data_min_, data_max_]`` by reflecting a
-    step that leaves it back off the wall it crossed. Unlike clipping, as in the paper,
-    reflection piles no probability onto the wall itself; it is the zero-flux boundary of
-    diffusion. ``predict`` and ``score_samples`` report the learned mixture itself, without
-    the walls. Start frames outside the box are accepted, with a warning.
+    where the network was never fitted and can extrapolate without bound. The paper does not
+    guard against this beyond bounding the kernel means with a sigmoid. ``sample`` keeps every
+    trajectory inside the per-feature box ``[data_min_, data_max_]`` by reject-and-stay: when
+    the new draw of a trajectory leaves the box in any feature, the trajectory keeps its
+    current state (all features) for that step. This is a Metropolis step whose target
+    density is the stationary density truncated to the box: for a kernel in detailed
+    balance, ``pi(x) p(y | x) = pi(y) p(x | y)`` still holds between any two points inside,
+    so the stationary density inside the box is exactly the untruncated one, renormalised.
+    Folding a draw back off the wall (reflection) or clipping it onto the wall moves mass
+    that belonged beyond the wall to the wrong places inside and biases the density near
+    the edges: on an exact Ornstein-Uhlenbeck kernel with walls at two standard deviations,
+    reflection puts the edge bins 0.2-0.4 kT too low. A learned kernel is in detailed balance
+    only approximately (``flux_asymmetry`` measures how far, for one feature); the walls
+    then add no error of their own beyond that. ``wall_hit_rate_`` reports the fraction of
+    rejected draws; above ``WALL_HIT_WARNING_RATE`` (1 %) ``sample`` warns. A start frame
+    outside the box is accepted, with a warning; a rejected first draw from it is clipped
+    into the box, so that every later frame lies inside. ``predict`` and ``score_samples``
+    report the learned mixture itself, without the walls; ``transition_matrix`` treats the
+    ends of its bins as walls of the same kind.
 
     **Sampling.** Random numbers are drawn in blocks before the steps they drive: Gumbel keys
     select the kernel (the Gumbel-max trick) and standard normals its value. The steps then
@@ -436,6 +518,7 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left")],
         "sigma_floor": [Interval(Real, 0, None, closed="neither")],
+        "reversible": ["boolean"],
         "device": [StrOptions({"cpu", "cuda", "auto"})],
         "checkpoint": [str, os.PathLike, None],
         "random_state": ["random_state"],
@@ -455,6 +538,7 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         validation_fraction=0.1,
         patience=10,
         sigma_floor=1e-3,
+        reversible=False,
         device="cpu",
         checkpoint=None,
         random_state=None,
@@ -470,6 +554,7 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.sigma_floor = sigma_floor
+        self.reversible = reversible
         self.device = device
         self.checkpoint = checkpoint
         self.random_state = random_state
@@ -506,6 +591,10 @@ class MDNPropagator(DensityMixin, BaseEstimator):
             transform=self._scale,
             monitored="log-likelihood",
         )
+        if self.reversible:
+            X0, Xt = _both_directions(X0, Xt)
+            if valid is not None:
+                valid = _both_directions(*valid)
         valid_ds = None if valid is None else Dataset({"x0": valid[0], "xt": valid[1]}, None)
 
         monitor = "valid_loss" if valid_ds is not None else "train_loss"
@@ -706,7 +795,82 @@ class MDNPropagator(DensityMixin, BaseEstimator):
             log_density = np.concatenate(log_density)
         return float(np.mean(log_density))
 
-    def sample(self, X0, n_steps, random_state=None, *, out=None):
+    def transition_matrix(self, edges):
+        """Transition probabilities of one step between the bins ``edges`` (one feature only).
+
+        ``T[i, j]`` is the probability that one step (one lag time) of the learned transition
+        density, started at the centre of bin ``i``, lands in bin ``j``. It is computed exactly
+        from the Gaussian mixture, with its cumulative distribution function, without drawing.
+        Mass that lands outside ``[edges[0], edges[-1]]`` is added to ``T[i, i]``: that step
+        is rejected and the chain stays in its bin, as ``sample`` does at the walls of
+        ``[data_min_, data_max_]``, so for edges spanning that box ``T`` is a coarse-grained
+        picture of the chain that ``sample`` runs. Rows therefore sum to 1.
+
+        With ``sklss.propagator.stationary_distribution`` and ``flux_asymmetry`` it checks the
+        learned kernel without any sampling: its stationary populations on the bins, and how
+        far it is from detailed balance. Starting from the bin centres is accurate when the bins are
+        narrow next to the kernel widths. Bins beyond ``[data_min_, data_max_]`` use the
+        network's extrapolation, so keep the edges within that box.
+
+        Parameters
+        ----------
+        edges : array-like of shape (n_bins + 1,)
+            Strictly increasing, finite bin edges in the units of the data.
+
+        Returns
+        -------
+        T : ndarray of shape (n_bins, n_bins)
+            Row-stochastic, float64.
+
+        Raises
+        ------
+        ValueError
+            If the propagator was fitted on more than one feature, or ``edges`` is not a
+            strictly increasing, finite sequence of at least two values.
+        """
+        check_is_fitted(self)
+        if self.n_features_in_ != 1:
+            raise ValueError(
+                "transition_matrix needs a propagator of one feature; this one has "
+                f"n_features_in_={self.n_features_in_}."
+            )
+        edges = np.asarray(edges, dtype=np.float64)
+        if (
+            edges.ndim != 1
+            or len(edges) < 2
+            or not np.isfinite(edges).all()
+            or not (np.diff(edges) > 0).all()
+        ):
+            raise ValueError(
+                "edges must be a 1-D, finite, strictly increasing sequence of at least two bin "
+                f"edges; got shape {edges.shape}."
+            )
+        centres = 0.5 * (edges[:-1] + edges[1:])
+        scaled = self._scale(centres[:, None], name="The bin centres")
+
+        def mixture(module, x0, rows):
+            log_w, mu, sigma = module.mixture(x0)
+            return torch.cat([log_w, mu[..., 0], sigma[..., 0]], dim=1)
+
+        C = self.net_.module_.n_kernels
+        params = self._checked(
+            self._forward_chunks(scaled, mixture), None, "the bin centres", "mixture"
+        )
+        weights = np.exp(params[:, :C])
+        weights /= weights.sum(axis=1, keepdims=True)
+        mu = params[:, C : 2 * C] * self.scale_[0] + self.mean_[0]
+        sigma = params[:, 2 * C :] * self.scale_[0]
+        # Mixture CDF at every edge, from every bin centre: (n_bins, n_edges).
+        cdf = np.zeros((len(centres), len(edges)))
+        for k in range(C):
+            cdf += weights[:, k, None] * ndtr((edges - mu[:, k, None]) / sigma[:, k, None])
+        T = np.diff(cdf, axis=1)
+        np.clip(T, 0, None, out=T)
+        T[np.diag_indices_from(T)] += np.clip(1 - T.sum(axis=1), 0, None)
+        T /= T.sum(axis=1, keepdims=True)
+        return T
+
+    def sample(self, X0, n_steps, random_state=None, *, out=None, return_wall_hits=False):
         """Generate trajectories by sampling the transition density step after step.
 
         Parameters
@@ -723,12 +887,32 @@ class MDNPropagator(DensityMixin, BaseEstimator):
             (``numpy.lib.format.open_memmap``) for runs larger than memory. The steps are
             generated and written in blocks, so memory use does not grow with ``n_steps``.
             The samples do not depend on whether ``out`` is given.
+        return_wall_hits : bool, default=False
+            Also return the number of draws rejected at the walls of the box and the number
+            of draws made, so that a caller that samples blocks of start frames in worker
+            copies of the propagator (where ``wall_hit_rate_`` is set on the copy) can add
+            them up.
 
         Returns
         -------
         trajectories : ndarray of shape (n_starts, n_steps, n_features)
             ``out`` if given. Step 0 is ``X0``; every later frame lies in
             ``[data_min_, data_max_]``. float32 ``X0`` gives float32, anything else float64.
+        n_wall_hits : int
+            Only with ``return_wall_hits=True``: draws that left the box and were rejected.
+        n_draws : int
+            Only with ``return_wall_hits=True``: all draws, ``n_starts * (n_steps - 1)``.
+
+        Warns
+        -----
+        UserWarning
+            If a start frame lies outside ``[data_min_, data_max_]``, and if more than
+            ``WALL_HIT_WARNING_RATE`` (1 %) of the draws were rejected at the walls.
+
+        Notes
+        -----
+        After the call, ``wall_hit_rate_`` holds the fraction of draws rejected at the walls
+        (see the class Notes).
         """
         check_is_fitted(self)
         if isinstance(n_steps, bool) or not isinstance(n_steps, Integral) or n_steps < 1:
@@ -758,7 +942,8 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         if len(outside):
             warnings.warn(
                 f"Start frames {outside[:10].tolist()} lie outside the range of the training "
-                "data, where the network extrapolates; the steps after them are kept inside it.",
+                "data, where the network extrapolates; a first step that does not reach the "
+                "range is clipped into it, and every later frame stays inside it.",
                 UserWarning,
                 stacklevel=2,
             )
@@ -792,6 +977,22 @@ class MDNPropagator(DensityMixin, BaseEstimator):
             progress.close()
         if hasattr(out, "flush"):
             out.flush()
+        n_draws = n_starts * (shape[1] - 1)
+        n_wall_hits = sampler.n_wall_hits
+        self.wall_hit_rate_ = n_wall_hits / n_draws if n_draws else 0.0
+        if self.wall_hit_rate_ > WALL_HIT_WARNING_RATE:
+            warnings.warn(
+                f"{self.wall_hit_rate_:.2%} of the draws left the range of the training data "
+                f"and were rejected (more than {WALL_HIT_WARNING_RATE:.0%}): the trajectories "
+                "keep running into the edge of the training data. A start frame outside the "
+                "training data, or too little training data near its edges, can cause this; "
+                "near the edges, the walls then shape the dynamics more than the learned "
+                "kernel does.",
+                UserWarning,
+                stacklevel=2,
+            )
+        if return_wall_hits:
+            return out, n_wall_hits, n_draws
         return out
 
     def _check_first_step(self, state):
@@ -816,3 +1017,73 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         tags.target_tags.required = False
         tags.non_deterministic = False
         return tags
+
+
+def stationary_distribution(T):
+    """The stationary distribution ``pi`` of a row-stochastic matrix: ``pi T = pi``.
+
+    The left eigenvector of ``T`` whose eigenvalue is closest to 1, made non-negative and
+    normalised to sum to 1. For a chain that falls apart into parts that never exchange
+    probability it is one of several stationary distributions.
+
+    Parameters
+    ----------
+    T : array-like of shape (n_states, n_states)
+        Non-negative, with rows that sum to 1, for example from
+        ``MDNPropagator.transition_matrix``.
+
+    Returns
+    -------
+    pi : ndarray of shape (n_states,)
+    """
+    T = _check_stochastic(T)
+    values, vectors = np.linalg.eig(T.T)
+    pi = np.abs(vectors[:, np.argmin(np.abs(values - 1))].real)
+    return pi / pi.sum()
+
+
+def flux_asymmetry(T, stationary=None):
+    """How far a transition matrix is from detailed balance, as one number.
+
+    With the stationary fluxes ``F_ij = pi_i T_ij``, it is ``max_ij |F_ij - F_ji|`` over the
+    largest flux between two different states, ``max_{i != j} F_ij``. It is 0 for a chain in
+    detailed balance (``F`` symmetric) and of order 1 when the largest net flux is as large as
+    the largest flux itself. The diagonal, which is symmetric anyway, is left out of the
+    normalisation so that a high probability of staying cannot hide the asymmetry. A chain
+    whose stationary distribution sits on states that never move gives 0.
+
+    Parameters
+    ----------
+    T : array-like of shape (n_states, n_states)
+        Row-stochastic matrix, for example from ``MDNPropagator.transition_matrix``.
+    stationary : array-like of shape (n_states,), default=None
+        Its stationary distribution; ``None`` computes it with
+        ``stationary_distribution``.
+
+    Returns
+    -------
+    asymmetry : float
+    """
+    T = _check_stochastic(T)
+    pi = stationary_distribution(T) if stationary is None else np.asarray(stationary, float)
+    if pi.shape != (len(T),):
+        raise ValueError(f"stationary must have shape ({len(T)},); got {pi.shape}.")
+    F = pi[:, None] * T
+    off_diagonal = F[~np.eye(len(T), dtype=bool)]
+    largest = off_diagonal.max() if off_diagonal.size else 0.0
+    if largest <= 0:
+        return 0.0
+    return float(np.abs(F - F.T).max() / largest)
+
+
+def _check_stochastic(T):
+    T = np.asarray(T, dtype=np.float64)
+    if T.ndim != 2 or T.shape[0] != T.shape[1] or not len(T):
+        raise ValueError(f"T must be a square, non-empty matrix; got shape {T.shape}.")
+    if not np.isfinite(T).all() or (T < 0).any():
+        raise ValueError("T must be finite and non-negative.")
+    sums = T.sum(axis=1)
+    if not np.allclose(sums, 1, rtol=0, atol=1e-8):
+        row = int(np.argmax(np.abs(sums - 1)))
+        raise ValueError(f"The rows of T must sum to 1; row {row} sums to {sums[row]:.6g}.")
+    return T

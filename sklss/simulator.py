@@ -634,7 +634,7 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         n_steps=None,
         bins=50,
         kT=1.0,
-        max_free_energy=None,
+        max_free_energy=5.0,
         random_state=None,
     ):
         """Distribution scores of simulation against held-out MD, missing states included.
@@ -667,9 +667,12 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
             Bins per coordinate.
         kT : float, default=1.0
             Thermal energy; free energies are in these units.
-        max_free_energy : float, default=None
-            Cap of the free-energy RMSE, in units of ``kT`` above the MD minimum; bins where
-            either side is empty count at the cap (see :func:`sklss.metrics.free_energy_rmse`).
+        max_free_energy : float or None, default=5.0
+            Cap of the free-energy RMSE, in units of ``kT`` above the MD minimum: bins where
+            either side is empty, or above the cap, count at the cap, and bins above it on
+            both sides do not count (see :func:`sklss.metrics.free_energy_rmse`). ``None``
+            puts the cap at the highest populated bin of either side, so that sparsely
+            visited tails count too.
         random_state : int, RandomState instance or None, default=None
             Seeds the simulation; ``None`` uses a seed fixed by the simulator's
             ``random_state``, so the result is deterministic.
@@ -755,7 +758,7 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         n_steps=None,
         bins=50,
         kT=1.0,
-        max_free_energy=None,
+        max_free_energy=5.0,
         random_state=None,
     ):
         """RMSE (in kT) between MD and LSS free-energy profiles, missing states included.

@@ -19,7 +19,6 @@ from sklss.propagator import (
     _gumbel_and_normal,
     _mixture_log_density,
     _MixtureSampler,
-    _reflect,
 )
 
 # Small networks gain nothing from intra-op threads, and lose a lot on a shared machine.
@@ -168,18 +167,26 @@ def test_grid_search_picks_the_number_of_kernels_of_a_bimodal_transition():
 
 
 def reference_steps(module, lo, hi, x0, gumbel, normal):
-    """A plain torch sampler with the same draws: the fast sampler must match it."""
+    """A plain torch sampler with the same draws and reject-and-stay walls: the fast sampler
+    must match it. Returns the visited states and the number of rejected draws."""
     x = torch.as_tensor(x0, dtype=torch.float32)
     rows = torch.arange(len(x))
-    visited = []
+    visited, hits = [], 0
     with torch.no_grad():
-        for g, z in zip(gumbel, normal):
+        for t, (g, z) in enumerate(zip(gumbel, normal)):
             log_w, mu, sigma = module.mixture(x)
             k = (log_w + torch.as_tensor(g)).argmax(dim=1)
             step = (mu[rows, k] + sigma[rows, k] * torch.as_tensor(z)).numpy()
-            x = torch.as_tensor(_reflect(step, lo, hi))
+            outside = ~((step >= lo) & (step <= hi)).all(axis=1)
+            current = x.numpy()
+            if t == 0:
+                # Only a start outside the box is clipped into it instead of kept.
+                start_outside = ~((current >= lo) & (current <= hi)).all(axis=1)
+                current = np.where(start_outside[:, None], np.clip(step, lo, hi), current)
+            hits += int(outside.sum())
+            x = torch.as_tensor(np.where(outside[:, None], current, step))
             visited.append(x.numpy().copy())
-    return np.stack(visited)
+    return np.stack(visited), hits
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "leaky_relu", "gelu"])
@@ -193,11 +200,16 @@ def test_fast_sampler_matches_a_plain_torch_sampler_on_the_same_draws(activation
     gumbel, normal = _gumbel_and_normal(np.random.default_rng(0), 60, n_starts, 4, 2)
     normal *= 3  # wide steps, so that the walls are hit too
     x0 = ((x[:n_starts] - mdn.mean_) / mdn.scale_).astype(np.float32)
+    x0[0] = hi + 1  # one start outside the box: its first rejected draw is clipped into it
     state = x0.copy()
-    fast = _MixtureSampler(module, lo, hi).run(state, gumbel, normal)
-    expected = reference_steps(module, lo, hi, x0, gumbel, normal)
+    sampler = _MixtureSampler(module, lo, hi)
+    fast = sampler.run(state, gumbel, normal)
+    expected, hits = reference_steps(module, lo, hi, x0, gumbel, normal)
     np.testing.assert_allclose(fast, expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(state, fast[-1])
+    assert sampler.n_wall_hits == hits
+    assert 0.05 * fast.shape[0] * n_starts < hits < 0.9 * fast.shape[0] * n_starts
+    assert np.all((fast >= lo) & (fast <= hi))
 
 
 def test_one_step_samples_follow_the_learned_mixture_exactly():
@@ -213,56 +225,79 @@ def test_one_step_samples_follow_the_learned_mixture_exactly():
     sigma = sigma.numpy()[0, :, 0] * mdn.scale_[0]
 
     def mixture_cdf(v):
-        # The walls of the box lie many widths away from this start: no mass is reflected.
+        # The walls of the box lie many widths away from this start: no draw is rejected.
         return (w * norm.cdf((np.asarray(v)[..., None] - mu) / sigma)).sum(-1)
 
     assert samples.min() > mdn.data_min_[0] and samples.max() < mdn.data_max_[0]
+    assert mdn.wall_hit_rate_ == 0.0
     result = kstest(samples, mixture_cdf)
     assert result.pvalue > 1e-3
 
 
-def test_reflection_folds_values_back_into_the_box():
-    lo, hi = np.array([0.0, -1.0, 2.0]), np.array([1.0, 1.0, 2.0])
-    x = np.array(
-        [
-            [1.2, -1.5, 5.0],  # just beyond the upper wall, the lower wall, a zero-width box
-            [-0.3, 4.5, 2.0],  # beyond the lower wall; 1.75 box widths beyond the upper wall
-            [2.5, 0.25, -7.0],
-            [0.5, 0.999, 2.0],  # inside: untouched
-        ]
-    )
-    expected = np.array(
-        [
-            [0.8, -0.5, 2.0],
-            [0.3, 0.5, 2.0],
-            [0.5, 0.25, 2.0],
-            [0.5, 0.999, 2.0],
-        ]
-    )
-    np.testing.assert_allclose(_reflect(x.copy(), lo, hi), expected, atol=1e-12)
-    inside = np.array([[0.123456789, 0.987654321, 2.0]])
-    assert _reflect(inside.copy(), lo, hi).tobytes() == inside.tobytes()
+def test_a_draw_outside_the_box_keeps_the_whole_row_and_is_counted(fitted):
+    # A narrow box, about the middle half of each feature: many draws leave it.
+    narrow = clone(fitted)
+    narrow.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    narrow.data_min_, narrow.data_max_ = np.array([-0.7, -0.7]), np.array([0.7, 0.7])
+    X0 = np.zeros((50, 2))
+    with pytest.warns(UserWarning, match=r"\d+\.\d\d% of the draws left the range"):
+        traj, hits, draws = narrow.sample(X0, 400, random_state=0, return_wall_hits=True)
+    assert draws == 50 * 399
+    assert narrow.wall_hit_rate_ == hits / draws
+    assert 0.3 < narrow.wall_hit_rate_ < 0.9
+    assert np.all(traj >= -0.7) and np.all(traj <= 0.7)
+    # A continuous draw repeats its predecessor only when it was rejected, and then every
+    # feature of the row repeats. The first step repeats X0 up to the float32 rounding of
+    # the sampler's state.
+    same = np.diff(traj[:, 1:], axis=1) == 0
+    first = np.all(np.abs(traj[:, 1] - traj[:, 0]) < 1e-6, axis=1)
+    assert np.count_nonzero(same.all(axis=2)) + np.count_nonzero(first) == hits
+    assert not np.any(same.any(axis=2) & ~same.all(axis=2))
+    with pytest.warns(UserWarning, match="of the draws left the range"):
+        plain = narrow.sample(X0, 400, random_state=0)
+    np.testing.assert_array_equal(plain, traj)
+
+
+def test_wall_hits_are_rare_inside_the_training_data_and_no_warning_is_given(fitted, ar_data):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        traj, hits, draws = fitted.sample(ar_data[:20], 2000, random_state=0, return_wall_hits=True)
+    assert draws == 20 * 1999 and hits == round(fitted.wall_hit_rate_ * draws)
+    # 20,000 training frames per feature: a draw leaves the range with a probability of
+    # order 1e-4.
+    assert fitted.wall_hit_rate_ < 2e-3
+    assert fitted.sample(ar_data[:3], 1, random_state=0).shape == (3, 1, 2)
+    assert fitted.wall_hit_rate_ == 0.0
 
 
 def test_samples_stay_in_the_training_range_without_piling_up_at_the_walls():
     # i.i.d. uniform data: the learned density spills over both walls of [0, 1].
     x = np.random.default_rng(0).uniform(size=(5000, 1))
     mdn = tiny_mdn(n_kernels=2, hidden_layer_sizes=(16,), max_epochs=5).fit(x)
-    traj = mdn.sample(x[:4], n_steps=20_000, random_state=0)
+    # Gaussian kernels fitted to a uniform density leak a few per cent over its edges.
+    with pytest.warns(UserWarning, match=r"[1-9]\.\d\d% of the draws left the range"):
+        traj = mdn.sample(x[:4], n_steps=20_000, random_state=0)
     lo, hi = mdn.data_min_[0], mdn.data_max_[0]
     assert traj.min() >= lo and traj.max() <= hi
-    # Clipping would put a point mass on each wall; reflection puts none there.
+    # Clipping would put a point mass on each wall; reject-and-stay puts none there.
     assert np.mean((traj == lo) | (traj == hi)) < 1e-4
     hist, _ = np.histogram(traj[:, 1:], bins=50, range=(lo, hi), density=True)
     assert hist[0] < 3 * np.median(hist) and hist[-1] < 3 * np.median(hist)
 
 
-def test_start_frames_outside_the_training_range_warn_and_later_frames_are_inside(tiny):
-    X0 = tiny.data_max_[None, :] + 2.0
+@pytest.mark.parametrize("n_starts", [1, 3])
+def test_start_frames_outside_the_training_range_warn_and_later_frames_are_inside(tiny, n_starts):
+    X0 = np.repeat(tiny.data_max_[None, :] + 2.0, n_starts, axis=0)
+    X0[1:] = 0.0  # the others start inside
     with pytest.warns(UserWarning, match="Start frames \\[0\\] lie outside"):
         traj = tiny.sample(X0, n_steps=50, random_state=0)
     np.testing.assert_array_equal(traj[:, 0], X0)
+    assert np.all(np.isfinite(traj))
     assert np.all(traj[:, 1:] <= tiny.data_max_) and np.all(traj[:, 1:] >= tiny.data_min_)
+    # The trajectory leaves its start: it is not held outside by rejected draws.
+    assert len(np.unique(traj[0, 1:, 0])) > 10
 
 
 def test_sample_shape_start_frame_and_dtype(tiny, ar_data):
@@ -436,6 +471,7 @@ def test_every_trajectory_too_short_is_an_error_with_lag_and_longest_length(ar_d
         ({"activation": "cube"}, "activation"),
         ({"device": "tpu"}, "device"),
         ({"batch_size": 0}, "batch_size"),
+        ({"reversible": "yes"}, "reversible"),
     ],
 )
 def test_bad_parameters_are_errors_that_name_the_parameter(ar_data, params, name):
@@ -454,8 +490,14 @@ def test_constant_features(ar_data):
     x = np.column_stack([ar_data[:1000, 0], np.full(1000, 3.0)])
     with pytest.warns(UserWarning, match=r"Features \[1\] are constant"):
         mdn = tiny_mdn().fit(x)
-    traj = mdn.sample(x[:2], 20, random_state=0)
+    traj = mdn.sample(x[:2], 200, random_state=0)
     np.testing.assert_array_equal(traj[:, :, 1], 3.0)
+    # The zero-width box of the constant feature rejects nothing: the other one moves.
+    assert mdn.wall_hit_rate_ < 0.01
+    assert len(np.unique(traj[:, :, 0])) > 300
+    single = mdn.sample(x[:1], 200, random_state=0)
+    np.testing.assert_array_equal(single[:, :, 1], 3.0)
+    assert mdn.wall_hit_rate_ < 0.01 and len(np.unique(single[0, :, 0])) > 150
 
 
 def test_training_divergence_is_a_named_error_not_a_nan_model(ar_data):
