@@ -207,3 +207,38 @@ def test_row27_implied_timescales_all_nan_does_not_fail(ax):
     plotting.implied_timescales([1, 2], [[np.nan], [np.nan]], [[np.nan], [np.nan]], ax=ax)
     assert np.ma.getmaskarray(ax.lines[0].get_ydata()).all()
     assert ax.get_yscale() == "log"
+
+
+def test_ck_test_plot_draws_md_prediction_and_simulation_per_state():
+    from sklearn.utils import Bunch
+
+    lags = np.array([0, 10, 20])
+    md = np.array([[1.0, 1.0], [0.8, 0.7], [0.65, np.nan]])
+    result = Bunch(
+        lag_times=lags,
+        md=md,
+        md_lower=md - 0.05,
+        md_upper=md + 0.05,
+        predicted=np.array([[1.0, 1.0], [0.8, 0.7], [0.64, 0.49]]),
+        predicted_lower=np.array([[1.0, 1.0], [0.75, 0.65], [0.6, 0.45]]),
+        predicted_upper=np.array([[1.0, 1.0], [0.85, 0.75], [0.7, 0.55]]),
+        model=np.array([[1.0, 1.0], [0.7, 0.72], [0.5, 0.5]]),
+        model_lower=np.array([[1.0, 1.0], [0.68, 0.7], [0.45, 0.45]]),
+        model_upper=np.array([[1.0, 1.0], [0.72, 0.74], [0.55, 0.55]]),
+    )
+    axes = plotting.ck_test(result, dt=0.5, time_unit="ps")
+    assert len(axes) == 2
+    first, second = axes
+    # MD points: the NaN at the last lag of state 2 is left out.
+    np.testing.assert_allclose(
+        first.containers[0].lines[0].get_xydata(), [[0, 1], [5, 0.8], [10, 0.65]]
+    )
+    np.testing.assert_allclose(second.containers[0].lines[0].get_xydata(), [[0, 1], [5, 0.7]])
+    labels = [line.get_label() for line in first.lines if not line.get_label().startswith("_")]
+    assert labels == ["MSM prediction", "simulation"]
+    simulation = [line for line in second.lines if line.get_label() == "simulation"][0]
+    np.testing.assert_allclose(simulation.get_ydata(), [1.0, 0.72, 0.5])
+    assert first.get_xlabel() == "lag time (ps)" and first.get_title() == "state 1"
+    with pytest.raises(ValueError, match="one Axes per state"):
+        plotting.ck_test(result, axes=[first])
+    plt.close(first.figure)
