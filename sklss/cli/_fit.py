@@ -1,0 +1,145 @@
+"""``sklss fit``: train a simulator on ``.npy`` features or MD files and save a model folder."""
+
+import sys
+import time
+from pathlib import Path
+
+from ._config import _FIT_DEFAULTS, _say, _set_table, _settings
+from ._errors import CommandError
+from ._files import _check_aligned, _existing, _load_npy_files
+from ._model_folder import _save_model_folder
+
+
+def _read_md(settings):
+    from .._trajectory_files import read_trajectory
+
+    topology = _existing(settings["topology"], "topology file")
+    trajs = []
+    for path in settings["trajectories"]:
+        _existing(path, "trajectory file")
+        trajs.append(read_trajectory(path, topology, stride=settings["stride"]))
+    return trajs
+
+
+def _featurizer(settings):
+    from ..features import PairwiseDistances, Torsions, make_encoder_features
+
+    name = settings["featurizer"]
+    if name == "torsions":
+        return Torsions(settings["angles"])
+    if name == "distances":
+        return PairwiseDistances(settings["selection"])
+    if name == "torsions+distances":
+        return make_encoder_features(settings["selection"], angles=settings["angles"])
+    raise CommandError(
+        f"featurizer must be 'torsions', 'distances' or 'torsions+distances'; got {name!r}"
+    )
+
+
+def _build_simulator(settings, tables, config):
+    from .. import CWGANDecoder, LatentSpaceSimulator, MDNPropagator, SRVTransformer
+
+    verbose = int(settings["verbose"])
+    # The networks print from verbose 2 on: one line per epoch, then progress bars.
+    common = dict(
+        max_epochs=int(settings["max_epochs"]),
+        device=settings["device"],
+        verbose=max(verbose - 1, 0),
+    )
+    encoder = SRVTransformer(n_components=int(settings["n_components"]), **common)
+    propagator = MDNPropagator(n_kernels=int(settings["n_kernels"]), **common)
+    decoder = CWGANDecoder(**common)
+    _set_table(encoder, tables["encoder"], "encoder", config)
+    _set_table(propagator, tables["propagator"], "propagator", config)
+    _set_table(decoder, tables["decoder"], "decoder", config)
+    return LatentSpaceSimulator(
+        encoder,
+        propagator,
+        decoder if settings["decode"] else "passthrough",
+        lag_time=int(settings["lag_time"]),
+        random_state=int(settings["seed"]),
+        verbose=min(verbose, 1),
+    )
+
+
+def _fit(args):
+    settings, tables = _settings(args, _FIT_DEFAULTS)
+    has_npy = settings["features"] is not None
+    has_md = settings["trajectories"] is not None
+    if has_npy == has_md:
+        raise CommandError(
+            "give either --features (.npy files) or --trajectories with --topology (MD files)"
+        )
+    if has_md and settings["topology"] is None:
+        raise CommandError("--trajectories needs --topology (a PDB file of the same atoms)")
+    if has_md and settings["configurations"] is not None:
+        raise CommandError(
+            "--configurations goes with --features; from MD files the decoder "
+            "learns superposed coordinates of --decoder-selection"
+        )
+    if settings["lag_time"] is None:
+        raise CommandError("--lag-time is required (a flag, or lag_time in the config file)")
+    output = Path(settings["output"])
+    if output.exists() and not output.is_dir():
+        raise CommandError(f"output '{output}' exists and is not a folder")
+
+    t0 = time.perf_counter()
+    topology = None
+    frame_time = settings["frame_time"]
+    if has_npy:
+        X, x_sources = _load_npy_files(settings["features"], "features file")
+        Y = None
+        if settings["configurations"] is not None:
+            Y, y_sources = _load_npy_files(settings["configurations"], "configurations file")
+            _check_aligned(X, Y, x_sources, y_sources)
+        info = {"input": "features", "output": "configurations" if Y is not None else "features"}
+    else:
+        trajs = _read_md(settings)
+        if frame_time is None and trajs[0].n_frames > 1:
+            frame_time = float(trajs[0].timestep) or None
+        featurizer = _featurizer(settings)
+        X = featurizer.fit_transform(trajs)
+        X = X if isinstance(X, list) else [X]
+        Y = None
+        info = {
+            "input": "md",
+            "output": "features",
+            "featurizer": settings["featurizer"],
+            "featurizer_params": {
+                k: v
+                for k, v in featurizer.get_params(deep=False).items()
+                if isinstance(v, (str, int, float, bool))
+            },
+            "feature_names": [str(n) for n in featurizer.get_feature_names_out()],
+        }
+        if settings["decode"]:
+            from ..features import SuperposedCoordinates
+
+            coords = SuperposedCoordinates(settings["decoder_selection"]).fit(trajs)
+            Y = coords.transform(trajs)
+            topology = coords.inverse_transform(coords.reference_xyz_[None].reshape(1, -1))
+            info.update(output="coordinates", decoder_selection=settings["decoder_selection"])
+    info["frame_time_ps"] = frame_time
+    n_frames = sum(len(x) for x in X)
+    _say(
+        settings,
+        f"read {len(X)} trajector{'y' if len(X) == 1 else 'ies'}: {n_frames:,} frames x "
+        f"{X[0].shape[1]} features",
+    )
+
+    lss = _build_simulator(settings, tables, args.config)
+    lss.fit(X, Y)
+    seconds = time.perf_counter() - t0
+    _save_model_folder(lss, output, X, info=info, topology=topology)
+    if lss.interrupted_ is not None:
+        print(
+            f"sklss fit: interrupted in the {lss.interrupted_}; what was trained is saved in "
+            f"'{output}', but it cannot sample until fit runs to the end",
+            file=sys.stderr,
+        )
+        return 130
+    if settings["verbose"] and lss.encoder_ != "passthrough":
+        ts = ", ".join(f"{t:.1f}" for t in lss.encoder_.timescales_)
+        print(f"encoder implied timescales (frames): {ts}")
+    print(f"fitted in {seconds:.0f} s; model saved to '{output}'")
+    return 0
