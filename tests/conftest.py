@@ -56,3 +56,31 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def flip_chain(n_frames, flip_probabilities, random_state=0):
+    """Independent two-state (+1/-1) chains that flip sign with the given probabilities.
+
+    The eigenvalue of each chain is ``1 - 2 p`` (0.9 for p = 0.05; -0.9 for p = 0.95), and,
+    unlike a Gaussian AR(1) process (whose powers x^2, x^3, ... are eigenfunctions too), a
+    two-state chain has no other: the rest of an SRV's basis is left to noise.
+    """
+    rng = np.random.default_rng(random_state)
+    flips = rng.random((n_frames, len(flip_probabilities))) < np.asarray(flip_probabilities)
+    return np.where(np.cumsum(flips, axis=0) % 2 == 0, 1.0, -1.0)
+
+
+def small_srv(**kw):
+    """A small, quickly trained SRV (lag 1, one component) for API and numerics tests."""
+    from sklss import SRVTransformer
+
+    params = dict(
+        lag_time=1,
+        n_components=1,
+        hidden_layer_sizes=(16, 16),
+        max_epochs=15,
+        batch_size=256,
+        random_state=0,
+    )
+    params.update(kw)
+    return SRVTransformer(**params)

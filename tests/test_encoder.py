@@ -4,23 +4,10 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from conftest import ar1
+from conftest import ar1, flip_chain, small_srv
 from scipy import sparse
 
 from sklss import SRVTransformer
-
-
-def small_srv(**kw):
-    params = dict(
-        lag_time=1,
-        n_components=1,
-        hidden_layer_sizes=(16, 16),
-        max_epochs=15,
-        batch_size=256,
-        random_state=0,
-    )
-    params.update(kw)
-    return SRVTransformer(**params)
 
 
 @pytest.fixture(scope="module")
@@ -72,21 +59,9 @@ def test_auto_picks_the_number_of_components_at_the_largest_eigenvalue_gap():
     assert srv.noise_floor_ == pytest.approx(3 * np.sqrt(3 / 9_999))
 
 
-def flip_chains(n_frames, flip_probabilities, random_state=0):
-    """Independent +1/-1 chains flipping with the given probabilities: eigenvalue 1 - 2p each.
-
-    A two-state chain has a single non-constant eigenfunction (a Gaussian AR(1) process has
-    all its powers too), so the spectrum an SRV can find is known: the chains, their products,
-    and noise.
-    """
-    rng = np.random.default_rng(random_state)
-    flips = rng.random((n_frames, len(flip_probabilities))) < np.asarray(flip_probabilities)
-    return np.where(np.cumsum(flips, axis=0) % 2 == 0, 1.0, -1.0)
-
-
 def test_row27_noise_eigenvalues_of_the_basis_give_nan_timescales():
     rng = np.random.default_rng(3)
-    x = np.hstack([flip_chains(10_000, [0.05], random_state=3), rng.normal(size=(10_000, 2))])
+    x = np.hstack([flip_chain(10_000, [0.05], random_state=3), rng.normal(size=(10_000, 2))])
     srv = small_srv(n_components=3, max_epochs=20).fit(x)
     assert srv.noise_floor_ == pytest.approx(3 * np.sqrt(3 / 9_999))
     assert srv.timescales_[0] == pytest.approx(-1 / np.log(0.9), rel=0.15)
@@ -101,7 +76,7 @@ def test_auto_ignores_the_negative_tail_and_negative_eigenvalues_have_no_timesca
     # eigenvalues, so the SRV learns the alternating chain and the product of the two
     # (about -0.24) as well. Largest raw gap: between the two negative ones.
     rng = np.random.default_rng(4)
-    x = flip_chains(10_000, [0.375, 0.975], random_state=4) + 0.05 * rng.normal(size=(10_000, 2))
+    x = flip_chain(10_000, [0.375, 0.975], random_state=4) + 0.05 * rng.normal(size=(10_000, 2))
     auto = small_srv(n_components="auto", n_basis=3, max_epochs=20).fit(x)
     lam = auto.all_eigenvalues_
     assert lam[0] == pytest.approx(0.25, abs=0.05) and lam[-1] < -0.85

@@ -3,7 +3,8 @@ timescales with bootstrap error bars, and timescales against the lag time."""
 
 import numpy as np
 import pytest
-from conftest import ar1
+from conftest import ar1, flip_chain
+from conftest import small_srv as shared_small_srv
 from sklearn.exceptions import NotFittedError
 
 from sklss import SRVTransformer
@@ -37,18 +38,6 @@ def var1(n_frames, A, random_state=0, burn_in=1000):
     return x[burn_in:]
 
 
-def flip_chain(n_frames, flip_probabilities, random_state=0):
-    """Independent two-state (+1/-1) chains that flip sign with the given probabilities.
-
-    The eigenvalue of each chain is ``1 - 2 p`` (0.9 for p = 0.05; -0.9 for p = 0.95), and,
-    unlike a Gaussian AR(1) process (whose powers x^2, x^3, ... are eigenfunctions too), a
-    two-state chain has no other: the rest of an SRV's basis is left to noise.
-    """
-    rng = np.random.default_rng(random_state)
-    flips = rng.random((n_frames, len(flip_probabilities))) < np.asarray(flip_probabilities)
-    return np.where(np.cumsum(flips, axis=0) % 2 == 0, 1.0, -1.0)
-
-
 def chain_and_noise(n_frames, random_state, n_noise=2):
     """A slow two-state chain (eigenvalue 0.9) beside white-noise features."""
     rng = np.random.default_rng(random_state + 10_000)
@@ -57,16 +46,7 @@ def chain_and_noise(n_frames, random_state, n_noise=2):
 
 
 def small_srv(**kw):
-    params = dict(
-        lag_time=2,
-        n_components=1,
-        hidden_layer_sizes=(16, 16),
-        max_epochs=15,
-        batch_size=256,
-        random_state=0,
-    )
-    params.update(kw)
-    return SRVTransformer(**params)
+    return shared_small_srv(**{"lag_time": 2, **kw})
 
 
 @pytest.fixture(scope="module")
