@@ -2,7 +2,6 @@
 
 import math
 import os
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -10,21 +9,15 @@ import torch
 from scipy.special import ndtr
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import LRScheduler, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
-from threadpoolctl import threadpool_limits
 from torch import nn
 
-from ._checkpoint import checkpoint_callbacks
 from ._compat import Interval, StrOptions, _fit_context
 from ._nn import (
     ACTIVATIONS,
-    FiniteLossGuard,
     NonFiniteLossError,
-    SklssNet,
     TensorBatchLoader,
-    best_epoch_stopping,
     check_hidden_layer_sizes,
     derive_seeds,
     fit_net,
@@ -32,30 +25,30 @@ from ._nn import (
     make_mlp,
     resolve_device,
 )
+from ._propagation import (
+    INFERENCE_CHUNK,
+    NOISE_CHUNK,
+    BoxWalls,
+    LatentPropagatorMixin,
+    LossOutputNet,
+    both_directions,
+    check_pairs_exist,
+    numpy_layers,
+    training_callbacks,
+)
+from ._propagation import (
+    WALL_HIT_WARNING_RATE as WALL_HIT_WARNING_RATE,  # public here too
+)
 from ._validation import (
     as_output_form,
     check_lag_time,
     check_trajectories,
-    feature_mean_and_scale,
-    lagged_pairs,
     train_valid_pairs,
 )
 
 _LOG_2PI = math.log(2.0 * math.pi)
-# Frames per forward pass in predict and score_samples.
-_INFERENCE_CHUNK = 65536
-# Random numbers drawn at once while sampling: steps are generated in chunks of about this
-# many numbers, so memory stays flat however long the run. Fixed, so that the samples for a
-# given random_state do not depend on where they are written.
-_NOISE_CHUNK = 2**20
-# Learning-rate factor applied when the monitored loss stalls (see fit).
-_LR_DECAY = 0.3
-# Below this many trajectories, sampling multiplies small matrices, where extra BLAS threads
-# cost more than they give.
-_SINGLE_THREAD_ROWS = 2048
-# MDNPropagator.sample warns when more than this fraction of its draws is rejected at the
-# walls of the training box.
-WALL_HIT_WARNING_RATE = 0.01
+# Random numbers drawn at once while sampling (see sklss._propagation).
+_NOISE_CHUNK = NOISE_CHUNK
 
 
 class _MixtureDensityModule(nn.Module):
@@ -107,22 +100,8 @@ class _NegativeLogLikelihood(nn.Module):
         return -log_density.mean()
 
 
-class _MDNNet(SklssNet):
-    def get_loss(self, y_pred, y_true=None, X=None, training=False):
-        return self.criterion_(y_pred)
-
-
-def _both_directions(X0, Xt):
-    """The lagged pairs ``(X0, Xt)`` followed by the same pairs reversed in time."""
-    return np.concatenate([X0, Xt]), np.concatenate([Xt, X0])
-
-
-def _check_pairs_exist(trajs, lag):
-    """Warn about trajectories too short for a lagged pair; raise if none is long enough.
-
-    ``lagged_pairs`` words both, on views of at most ``lag + 1`` frames, so nothing is copied.
-    """
-    lagged_pairs([t[: lag + 1] for t in trajs], lag)
+class _MDNNet(LossOutputNet):
+    pass
 
 
 def _gumbel_and_normal(rng, n_steps, n_starts, n_kernels, n_features):
@@ -142,29 +121,7 @@ def _gumbel_and_normal(rng, n_steps, n_starts, n_kernels, n_features):
     return g, z
 
 
-def _numpy_activation(name, module):
-    """An in-place float32 activation, and whether it maps 1 to 1.
-
-    The common ones run in numpy; the rarer ones call the torch module itself.
-    """
-    zero = np.zeros((), dtype=np.float32)
-    if name == "relu":
-        return (lambda h: np.maximum(h, zero, out=h)), True
-    if name == "leaky_relu":
-        slope = np.float32(module.negative_slope)
-        return (lambda h: np.maximum(h, slope * h, out=h)), slope <= 1
-    if name == "tanh":
-        return (lambda h: np.tanh(h, out=h)), False
-
-    def via_torch(h):
-        with torch.inference_mode():
-            h[...] = module(torch.from_numpy(h)).numpy()
-        return h
-
-    return via_torch, False
-
-
-class _MixtureSampler:
+class _MixtureSampler(BoxWalls):
     """The trained network as float32 numpy arrays, and the per-step sampling loops.
 
     One step costs a handful of numpy calls on preallocated buffers, without framework
@@ -181,39 +138,24 @@ class _MixtureSampler:
     """
 
     def __init__(self, module, lo, hi):
-        linears = [layer for layer in module.mlp if isinstance(layer, nn.Linear)]
-        acts = [layer for layer in module.mlp if not isinstance(layer, nn.Linear)]
+        super().__init__(lo, hi)
         C, m = module.n_kernels, module.n_features
         self.n_kernels, self.n_features = C, m
         self.floor = np.full(m, module.sigma_floor, dtype=np.float32)
-        self.lo = np.asarray(lo, dtype=np.float32)
-        self.hi = np.asarray(hi, dtype=np.float32)
-        self.pinned = np.flatnonzero(self.lo == self.hi)
-        free = self.lo != self.hi
-        if not free.any():
-            free[:] = True
-        # Bounds that every free feature's box contains: a step whose draws all lie inside
-        # them is inside the box, which needs no per-feature test.
-        self.inner_lo = float(self.lo[free].max())
-        self.inner_hi = float(self.hi[free].min())
-        with_bias = [
-            np.hstack(
-                [layer.weight.detach().cpu().numpy(), layer.bias.detach().cpu().numpy()[:, None]]
-            ).astype(np.float32)
-            for layer in linears
-        ]
-        self.hidden = [
-            (np.ascontiguousarray(Wb), *_numpy_activation(module.activation, act))
-            for Wb, act in zip(with_bias[:-1], acts)
-        ]
-        self.W_logits = np.ascontiguousarray(with_bias[-1][:C])
-        W_kernels = with_bias[-1][C:].reshape(C, 2 * m, -1).copy()
+        self.hidden, W_out = numpy_layers(module.mlp, module.activation)
+        self.W_logits = np.ascontiguousarray(W_out[:C])
+        W_kernels = W_out[C:].reshape(C, 2 * m, -1).copy()
         if len(self.pinned):
             # The mean of a pinned feature is exactly its wall value: 0 * h + lo * 1.
             W_kernels[:, self.pinned, :] = 0
             W_kernels[:, self.pinned, -1] = self.lo[self.pinned]
         self.W_kernels = np.ascontiguousarray(W_kernels)
-        self.n_wall_hits = 0
+
+    def numbers_per_step(self, n_starts):
+        return n_starts * (self.n_kernels + self.n_features)
+
+    def draw(self, rng, n_steps, n_starts):
+        return _gumbel_and_normal(rng, n_steps, n_starts, self.n_kernels, self.n_features)
 
     def run(self, state, gumbel, normal):
         """Advance ``state`` (``(n_starts, m)`` scaled float32, updated in place) by
@@ -223,39 +165,10 @@ class _MixtureSampler:
         """
         if len(self.pinned):
             normal[..., self.pinned] = 0
-        inside = ((state >= self.lo) & (state <= self.hi)).all(axis=1)
-        start_inside = None if inside.all() else inside
+        start_inside = self.start_inside(state)
         if state.shape[0] == 1:
             return self._run_one(state, gumbel[:, 0], normal[:, 0], start_inside)[:, None, :]
         return self._run_batch(state, gumbel, normal, start_inside)
-
-    def _into_box(self, draw):
-        """Clip rejected draws of trajectories that start outside the box into it.
-
-        A draw that is not a number goes to 0, the mean of the training data, which lies
-        inside the box.
-        """
-        return np.clip(np.nan_to_num(draw, nan=0.0), self.lo, self.hi)
-
-    def _reject(self, x, previous, start_inside):
-        """Reject-and-stay for the rows of ``x`` (updated in place) that left the box.
-
-        ``start_inside`` is ``None`` when every row of ``previous`` lies inside the box, and
-        else says which ones do; a rejected row that started outside is clipped into the box.
-        Returns the number of rejected rows.
-        """
-        # Written so that a NaN counts as outside.
-        out = ~((x >= self.lo) & (x <= self.hi)).all(axis=1)
-        n_out = int(np.count_nonzero(out))
-        if not n_out:
-            return 0
-        if start_inside is None:
-            np.copyto(x, previous, where=out[:, None])
-        else:
-            np.copyto(x, previous, where=(out & start_inside)[:, None])
-            clip = out & ~start_inside
-            x[clip] = self._into_box(x[clip])
-        return n_out
 
     def _run_one(self, state, gumbel, normal, start_inside):
         m = self.n_features
@@ -323,7 +236,7 @@ class _MixtureSampler:
         params = np.empty((B, 2 * m, 1), dtype=np.float32)
         mean, raw = params[:, :m, 0], params[:, m:, 0]
         sigma = np.empty((B, m), dtype=np.float32)
-        floor, inner_lo, inner_hi = self.floor, self.inner_lo, self.inner_hi
+        floor = self.floor
         previous = state.copy()
         hits = 0
         visited = np.empty((len(gumbel), B, m), dtype=np.float32)
@@ -338,11 +251,7 @@ class _MixtureSampler:
             logaddexp(raw, floor, out=sigma)
             multiply(sigma, normal[t], out=x)
             add(x, mean, out=x)
-            # A cheap test, exact when every free feature has the same box; otherwise only
-            # steps with a draw near some wall take the exact per-row test. Written so that
-            # a NaN fails it.
-            if not (x.min() >= inner_lo and x.max() <= inner_hi):
-                hits += self._reject(x, previous, start_inside)
+            hits += self.enforce(x, previous, start_inside)
             start_inside = None
             visited[t] = x
             previous = visited[t]
@@ -351,7 +260,7 @@ class _MixtureSampler:
         return visited
 
 
-class MDNPropagator(DensityMixin, BaseEstimator):
+class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
     """Mixture density network (MDN) propagator: learn and sample ``p(x_{t+tau} | x_t)``.
 
     An MLP maps a frame ``x_t`` of latent coordinates to the weights, means and widths of
@@ -579,7 +488,7 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         trajs, _ = check_trajectories(self, X, reset=True)
         lag = check_lag_time(self.lag_time)
         hidden = check_hidden_layer_sizes(self.hidden_layer_sizes)
-        _check_pairs_exist(trajs, lag)
+        check_pairs_exist(trajs, lag)
         self._fit_scaling(trajs)
         device = resolve_device(self.device)
         (net_seed,) = derive_seeds(self.random_state, 1)
@@ -592,33 +501,13 @@ class MDNPropagator(DensityMixin, BaseEstimator):
             monitored="log-likelihood",
         )
         if self.reversible:
-            X0, Xt = _both_directions(X0, Xt)
+            X0, Xt = both_directions(X0, Xt)
             if valid is not None:
-                valid = _both_directions(*valid)
+                valid = both_directions(*valid)
         valid_ds = None if valid is None else Dataset({"x0": valid[0], "xt": valid[1]}, None)
 
         monitor = "valid_loss" if valid_ds is not None else "train_loss"
-        stopper = best_epoch_stopping(monitor, self.patience)
-        # Small steps late in training matter: the rare barrier-crossing tails of the density,
-        # which set the stationary populations, are only resolved once the noise of large
-        # steps is gone.
-        plateau = LRScheduler(
-            policy="ReduceLROnPlateau",
-            monitor=monitor,
-            factor=_LR_DECAY,
-            patience=max(1, self.patience // 3),
-            threshold=1e-4,
-            threshold_mode="abs",
-        )
-        callbacks = [
-            ("guard", FiniteLossGuard("MDNPropagator")),
-            ("lr_plateau", plateau),
-            ("early_stopping", stopper),
-        ]
-        if self.verbose and self.verbose > 1:
-            callbacks.append(("progress", ProgressBar()))
-        # Last, so that a checkpoint holds what the other callbacks did in the epoch.
-        callbacks += checkpoint_callbacks(self, trajs)
+        callbacks = training_callbacks(self, "MDNPropagator", monitor, trajs)
         net = _MDNNet(
             module=_MixtureDensityModule,
             module__n_features=self.n_features_in_,
@@ -634,7 +523,7 @@ class MDNPropagator(DensityMixin, BaseEstimator):
             iterator_train=TensorBatchLoader,
             iterator_train__shuffle=True,
             iterator_valid=TensorBatchLoader,
-            iterator_valid__batch_size=_INFERENCE_CHUNK,
+            iterator_valid__batch_size=INFERENCE_CHUNK,
             train_split=predefined_split(valid_ds) if valid_ds is not None else None,
             callbacks=callbacks,
             device=device,
@@ -657,60 +546,6 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         self.history_ = history
         self.n_iter_ = len(self.history_["epoch"])
         return self
-
-    def _fit_scaling(self, trajs):
-        mean, scale, constant = feature_mean_and_scale(trajs)
-        if len(constant) == len(scale):
-            raise ValueError(
-                "Every feature of X is constant: there are no dynamics to learn a transition "
-                "density from."
-            )
-        if len(constant):
-            warnings.warn(
-                f"Features {constant.tolist()} are constant; samples keep them at that value.",
-                UserWarning,
-                stacklevel=3,
-            )
-        self.mean_ = mean
-        self.scale_ = scale
-        self.data_min_ = np.min([t.min(axis=0) for t in trajs], axis=0).astype(np.float64)
-        self.data_max_ = np.max([t.max(axis=0) for t in trajs], axis=0).astype(np.float64)
-
-    def _scale(self, traj, index=None, name="X"):
-        """Standardised float32 frames; an error if they overflow float32."""
-        with np.errstate(over="ignore"):
-            scaled = ((traj - self.mean_) / self.scale_).astype(np.float32)
-        if not np.isfinite(scaled).all():
-            frame = int(np.argwhere(~np.isfinite(scaled))[0, 0])
-            where = f"trajectory {index}, " if index is not None else ""
-            raise ValueError(
-                f"{name} at {where}frame {frame} lies too far outside the training data "
-                f"(beyond the float32 range after scaling)."
-            )
-        return scaled
-
-    def _forward_chunks(self, scaled, fn):
-        """Apply ``fn(module, x0_tensor, rows)`` to chunks of frames; stack float64 outputs."""
-        module = self.net_.module_
-        module.eval()
-        device = self.net_.device
-        outs = []
-        with torch.inference_mode():
-            for start in range(0, len(scaled), _INFERENCE_CHUNK):
-                rows = slice(start, start + _INFERENCE_CHUNK)
-                x0 = torch.from_numpy(np.ascontiguousarray(scaled[rows])).to(device)
-                outs.append(fn(module, x0, rows).double().cpu().numpy())
-        return np.concatenate(outs) if outs else np.empty(0)
-
-    def _checked(self, values, index, name, what):
-        if not np.isfinite(values).all():
-            frame = int(np.argwhere(~np.isfinite(values.reshape(len(values), -1)))[0, 0])
-            where = f"trajectory {index}, " if index is not None else ""
-            raise ValueError(
-                f"The network gave a non-finite {what} for {name} at {where}frame {frame}: the "
-                "input lies too far outside the training data."
-            )
-        return values
 
     def predict(self, X):
         """Conditional mean ``E[x_{t+lag_time} | x_t]`` of every frame of ``X``.
@@ -756,7 +591,7 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         check_is_fitted(self)
         trajs, is_list = check_trajectories(self, X, reset=False)
         lag = check_lag_time(self.lag_time)
-        _check_pairs_exist(trajs, lag)
+        check_pairs_exist(trajs, lag)
         log_jacobian = float(np.sum(np.log(self.scale_)))
         out = []
         for i, t in enumerate(trajs):
@@ -915,85 +750,13 @@ class MDNPropagator(DensityMixin, BaseEstimator):
         (see the class Notes).
         """
         check_is_fitted(self)
-        if isinstance(n_steps, bool) or not isinstance(n_steps, Integral) or n_steps < 1:
-            raise ValueError(
-                f"The 'n_steps' parameter of sample must be an int in the range [1, inf). "
-                f"Got {n_steps!r}."
-            )
-        starts, is_list = check_trajectories(self, X0, reset=False, name="X0")
-        if is_list:
-            raise ValueError(
-                "X0 must be one 2-D array of start frames, shape (n_starts, n_features), not a "
-                "list of trajectories."
-            )
-        X0 = starts[0]
-        n_starts, m = X0.shape
-        shape = (n_starts, int(n_steps), m)
-        if out is None:
-            out = np.empty(shape, dtype=X0.dtype)
-        elif getattr(out, "shape", None) != shape or np.dtype(out.dtype).kind != "f":
-            raise ValueError(
-                f"out must be a float array of shape {shape}; got "
-                f"{getattr(out, 'dtype', type(out))} of shape {getattr(out, 'shape', None)}."
-            )
-        state = self._scale(X0, name="X0")
-        self._check_first_step(state)
-        outside = np.flatnonzero(((X0 < self.data_min_) | (X0 > self.data_max_)).any(axis=1))
-        if len(outside):
-            warnings.warn(
-                f"Start frames {outside[:10].tolist()} lie outside the range of the training "
-                "data, where the network extrapolates; a first step that does not reach the "
-                "range is clipped into it, and every later frame stays inside it.",
-                UserWarning,
-                stacklevel=2,
-            )
-        lo = ((self.data_min_ - self.mean_) / self.scale_).astype(np.float32)
-        hi = ((self.data_max_ - self.mean_) / self.scale_).astype(np.float32)
-        sampler = _MixtureSampler(self.net_.module_, lo, hi)
-        (seed,) = derive_seeds(random_state, 1)
-        rng = np.random.default_rng(seed)
-        C = self.net_.module_.n_kernels
-        block = max(1, _NOISE_CHUNK // (n_starts * (C + m)))
+        return self._sample(X0, n_steps, random_state, out, return_wall_hits)
 
-        out[:, 0] = X0
-        threads = 1 if n_starts < _SINGLE_THREAD_ROWS else None
-        progress = None
-        if self.verbose:
-            from tqdm.auto import tqdm
+    def _noise_chunk(self):
+        return _NOISE_CHUNK
 
-            progress = tqdm(total=shape[1] - 1, desc="sampling", unit="step")
-        with threadpool_limits(limits=threads, user_api="blas"):
-            for start in range(1, shape[1], block):
-                n = min(block, shape[1] - start)
-                gumbel, normal = _gumbel_and_normal(rng, n, n_starts, C, m)
-                visited = sampler.run(state, gumbel, normal)
-                frames = visited.transpose(1, 0, 2) * self.scale_ + self.mean_
-                # Exact in data units too, despite float32 rounding near the walls.
-                np.clip(frames, self.data_min_, self.data_max_, out=frames)
-                out[:, start : start + n] = frames
-                if progress is not None:
-                    progress.update(n)
-        if progress is not None:
-            progress.close()
-        if hasattr(out, "flush"):
-            out.flush()
-        n_draws = n_starts * (shape[1] - 1)
-        n_wall_hits = sampler.n_wall_hits
-        self.wall_hit_rate_ = n_wall_hits / n_draws if n_draws else 0.0
-        if self.wall_hit_rate_ > WALL_HIT_WARNING_RATE:
-            warnings.warn(
-                f"{self.wall_hit_rate_:.2%} of the draws left the range of the training data "
-                f"and were rejected (more than {WALL_HIT_WARNING_RATE:.0%}): the trajectories "
-                "keep running into the edge of the training data. A start frame outside the "
-                "training data, or too little training data near its edges, can cause this; "
-                "near the edges, the walls then shape the dynamics more than the learned "
-                "kernel does.",
-                UserWarning,
-                stacklevel=2,
-            )
-        if return_wall_hits:
-            return out, n_wall_hits, n_draws
-        return out
+    def _sampler(self, lo, hi):
+        return _MixtureSampler(self.net_.module_, lo, hi)
 
     def _check_first_step(self, state):
         """Refuse start frames where the network overflows; later steps stay in the box."""
@@ -1007,16 +770,6 @@ class MDNPropagator(DensityMixin, BaseEstimator):
                 "The network gave non-finite kernel parameters for a start frame in X0: it "
                 "lies too far outside the training data."
             )
-
-    def __sklearn_is_fitted__(self):
-        # Fitted only once training succeeded; a failed fit leaves the scaling behind.
-        return hasattr(self, "net_")
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = False
-        tags.non_deterministic = False
-        return tags
 
 
 def stationary_distribution(T):

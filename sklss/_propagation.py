@@ -1,0 +1,362 @@
+"""Pieces shared by the propagators: scaling, the box walls, numpy forward passes, sampling.
+
+Every propagator learns ``p(x_{t+tau} | x_t)`` on standardised latent coordinates and runs
+trajectories step after step inside the box of its training data. What they share lives here:
+
+- ``LatentPropagatorMixin``: the input scaling, chunked inference through ``net_`` and the
+  ``sample`` driver (argument checks, start frames outside the box, blocks of random numbers,
+  writing into ``out``, the wall-hit rate and its warning);
+- ``BoxWalls``: reject-and-stay at the walls of the box, shared by the numpy samplers;
+- ``numpy_activation`` and ``numpy_layers``: a trained MLP as float32 numpy matrices;
+- ``training_callbacks``: the skorch callbacks every propagator trains with.
+"""
+
+import warnings
+from numbers import Integral
+
+import numpy as np
+import torch
+from skorch.callbacks import LRScheduler, ProgressBar
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from ._checkpoint import checkpoint_callbacks
+from ._nn import FiniteLossGuard, SklssNet, best_epoch_stopping, derive_seeds
+from ._validation import check_trajectories, feature_mean_and_scale, lagged_pairs
+
+# Frames per forward pass in predict and score_samples.
+INFERENCE_CHUNK = 65536
+# Random numbers drawn at once while sampling: steps are generated in chunks of about this
+# many numbers, so memory stays flat however long the run. Fixed, so that the samples for a
+# given random_state do not depend on where they are written.
+NOISE_CHUNK = 2**20
+# Below this many trajectories, sampling multiplies small matrices, where extra BLAS threads
+# cost more than they give.
+SINGLE_THREAD_ROWS = 2048
+# sample warns when more than this fraction of its draws is rejected at the walls of the
+# training box.
+WALL_HIT_WARNING_RATE = 0.01
+# Learning-rate factor applied when the monitored loss stalls.
+LR_DECAY = 0.3
+
+
+def both_directions(X0, Xt):
+    """The lagged pairs ``(X0, Xt)`` followed by the same pairs reversed in time."""
+    return np.concatenate([X0, Xt]), np.concatenate([Xt, X0])
+
+
+def check_pairs_exist(trajs, lag):
+    """Warn about trajectories too short for a lagged pair; raise if none is long enough.
+
+    ``lagged_pairs`` words both, on views of at most ``lag + 1`` frames, so nothing is copied.
+    """
+    lagged_pairs([t[: lag + 1] for t in trajs], lag)
+
+
+def check_n_steps(n_steps):
+    if isinstance(n_steps, bool) or not isinstance(n_steps, Integral) or n_steps < 1:
+        raise ValueError(
+            f"The 'n_steps' parameter of sample must be an int in the range [1, inf). "
+            f"Got {n_steps!r}."
+        )
+    return int(n_steps)
+
+
+class LossOutputNet(SklssNet):
+    """A skorch net whose module returns what the criterion turns into the loss."""
+
+    def get_loss(self, y_pred, y_true=None, X=None, training=False):
+        return self.criterion_(y_pred)
+
+
+def training_callbacks(estimator, name, monitor, trajs):
+    """Guard, learning-rate plateau, early stopping, progress bar and checkpoint, in order.
+
+    The checkpoint comes last, so that it holds what the other callbacks did in the epoch.
+    """
+    stopper = best_epoch_stopping(monitor, estimator.patience)
+    # Small steps late in training matter: the rare barrier-crossing tails of the density,
+    # which set the stationary populations, are only resolved once the noise of large
+    # steps is gone.
+    plateau = LRScheduler(
+        policy="ReduceLROnPlateau",
+        monitor=monitor,
+        factor=LR_DECAY,
+        patience=max(1, estimator.patience // 3),
+        threshold=1e-4,
+        threshold_mode="abs",
+    )
+    callbacks = [
+        ("guard", FiniteLossGuard(name)),
+        ("lr_plateau", plateau),
+        ("early_stopping", stopper),
+    ]
+    if estimator.verbose and estimator.verbose > 1:
+        callbacks.append(("progress", ProgressBar()))
+    return callbacks + checkpoint_callbacks(estimator, trajs)
+
+
+def numpy_activation(name, module):
+    """An in-place float32 activation, and whether it maps 1 to 1.
+
+    The common ones run in numpy; the rarer ones call the torch module itself.
+    """
+    zero = np.zeros((), dtype=np.float32)
+    if name == "relu":
+        return (lambda h: np.maximum(h, zero, out=h)), True
+    if name == "leaky_relu":
+        slope = np.float32(module.negative_slope)
+        return (lambda h: np.maximum(h, slope * h, out=h)), slope <= 1
+    if name == "tanh":
+        return (lambda h: np.tanh(h, out=h)), False
+
+    def via_torch(h):
+        with torch.inference_mode():
+            h[...] = module(torch.from_numpy(h)).numpy()
+        return h
+
+    return via_torch, False
+
+
+def numpy_layers(mlp, activation):
+    """The layers of a ``make_mlp`` network as float32 numpy arrays.
+
+    Returns the hidden layers as ``(Wb, activation, keeps_one)``, where ``Wb`` is the weight
+    matrix with the bias appended as a last column (so that a constant input column of ones
+    adds it), and the output layer's ``Wb``.
+    """
+    linears = [layer for layer in mlp if isinstance(layer, nn.Linear)]
+    acts = [layer for layer in mlp if not isinstance(layer, nn.Linear)]
+    with_bias = [
+        np.hstack(
+            [layer.weight.detach().cpu().numpy(), layer.bias.detach().cpu().numpy()[:, None]]
+        ).astype(np.float32)
+        for layer in linears
+    ]
+    hidden = [
+        (np.ascontiguousarray(Wb), *numpy_activation(activation, act))
+        for Wb, act in zip(with_bias[:-1], acts)
+    ]
+    return hidden, with_bias[-1]
+
+
+class BoxWalls:
+    """Reject-and-stay at the walls of the box ``[lo, hi]`` (scaled units), per feature.
+
+    A trajectory whose new draw leaves the box in any feature, or is not finite, keeps its
+    current state for that step. Only when a trajectory starts outside the box is a rejected
+    draw clipped into it instead, so that no trajectory stays outside. Features with a
+    zero-width box (constant in the training data) are ``pinned``: the samplers hold them at
+    their value, so they never cause a rejection. ``n_wall_hits`` counts the rejected draws.
+    """
+
+    def __init__(self, lo, hi):
+        self.lo = np.asarray(lo, dtype=np.float32)
+        self.hi = np.asarray(hi, dtype=np.float32)
+        self.pinned = np.flatnonzero(self.lo == self.hi)
+        free = self.lo != self.hi
+        if not free.any():
+            free[:] = True
+        # Bounds that every free feature's box contains: a step whose draws all lie inside
+        # them is inside the box, which needs no per-feature test.
+        self.inner_lo = float(self.lo[free].max())
+        self.inner_hi = float(self.hi[free].min())
+        self.n_wall_hits = 0
+
+    def start_inside(self, state):
+        """``None`` when every row of ``state`` lies inside the box, else which rows do."""
+        inside = ((state >= self.lo) & (state <= self.hi)).all(axis=1)
+        return None if inside.all() else inside
+
+    def _into_box(self, draw):
+        """Clip rejected draws of trajectories that start outside the box into it.
+
+        A draw that is not a number goes to 0, the mean of the training data, which lies
+        inside the box.
+        """
+        return np.clip(np.nan_to_num(draw, nan=0.0), self.lo, self.hi)
+
+    def _reject(self, x, previous, start_inside):
+        """Reject-and-stay for the rows of ``x`` (updated in place) that left the box.
+
+        ``start_inside`` is ``None`` when every row of ``previous`` lies inside the box, and
+        else says which ones do; a rejected row that started outside is clipped into the box.
+        Returns the number of rejected rows.
+        """
+        # Written so that a NaN counts as outside.
+        out = ~((x >= self.lo) & (x <= self.hi)).all(axis=1)
+        n_out = int(np.count_nonzero(out))
+        if not n_out:
+            return 0
+        if start_inside is None:
+            np.copyto(x, previous, where=out[:, None])
+        else:
+            np.copyto(x, previous, where=(out & start_inside)[:, None])
+            clip = out & ~start_inside
+            x[clip] = self._into_box(x[clip])
+        return n_out
+
+    def enforce(self, x, previous, start_inside):
+        """Apply the walls to the new draws ``x`` (in place); return the rejected count.
+
+        A cheap test, exact when every free feature has the same box; otherwise only steps
+        with a draw near some wall take the exact per-row test. Written so that a NaN fails
+        it.
+        """
+        if x.min() >= self.inner_lo and x.max() <= self.inner_hi:
+            return 0
+        return self._reject(x, previous, start_inside)
+
+
+class LatentPropagatorMixin:
+    """Scaling, inference and the sampling driver of a propagator with a skorch ``net_``.
+
+    The class using it defines ``_sampler(lo, hi)``, which returns an object with
+    ``draw(rng, n_steps, n_starts)`` (the random numbers for ``n_steps`` steps, a tuple),
+    ``run(state, *noise)`` (advance ``state`` in place, return the visited states
+    ``(n_steps, n_starts, m)``), ``numbers_per_step(n_starts)`` and ``n_wall_hits``;
+    ``_check_first_step(state)``; and reads its block size from ``_noise_chunk()``.
+    """
+
+    def _fit_scaling(self, trajs):
+        mean, scale, constant = feature_mean_and_scale(trajs)
+        if len(constant) == len(scale):
+            raise ValueError(
+                "Every feature of X is constant: there are no dynamics to learn a transition "
+                "density from."
+            )
+        if len(constant):
+            warnings.warn(
+                f"Features {constant.tolist()} are constant; samples keep them at that value.",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.mean_ = mean
+        self.scale_ = scale
+        self.data_min_ = np.min([t.min(axis=0) for t in trajs], axis=0).astype(np.float64)
+        self.data_max_ = np.max([t.max(axis=0) for t in trajs], axis=0).astype(np.float64)
+
+    def _scale(self, traj, index=None, name="X"):
+        """Standardised float32 frames; an error if they overflow float32."""
+        with np.errstate(over="ignore"):
+            scaled = ((traj - self.mean_) / self.scale_).astype(np.float32)
+        if not np.isfinite(scaled).all():
+            frame = int(np.argwhere(~np.isfinite(scaled))[0, 0])
+            where = f"trajectory {index}, " if index is not None else ""
+            raise ValueError(
+                f"{name} at {where}frame {frame} lies too far outside the training data "
+                f"(beyond the float32 range after scaling)."
+            )
+        return scaled
+
+    def _scaled_box(self):
+        lo = ((self.data_min_ - self.mean_) / self.scale_).astype(np.float32)
+        hi = ((self.data_max_ - self.mean_) / self.scale_).astype(np.float32)
+        return lo, hi
+
+    def _forward_chunks(self, scaled, fn):
+        """Apply ``fn(module, x0_tensor, rows)`` to chunks of frames; stack float64 outputs."""
+        module = self.net_.module_
+        module.eval()
+        device = self.net_.device
+        outs = []
+        with torch.inference_mode():
+            for start in range(0, len(scaled), INFERENCE_CHUNK):
+                rows = slice(start, start + INFERENCE_CHUNK)
+                x0 = torch.from_numpy(np.ascontiguousarray(scaled[rows])).to(device)
+                outs.append(fn(module, x0, rows).double().cpu().numpy())
+        return np.concatenate(outs) if outs else np.empty(0)
+
+    def _checked(self, values, index, name, what):
+        if not np.isfinite(values).all():
+            frame = int(np.argwhere(~np.isfinite(values.reshape(len(values), -1)))[0, 0])
+            where = f"trajectory {index}, " if index is not None else ""
+            raise ValueError(
+                f"The network gave a non-finite {what} for {name} at {where}frame {frame}: the "
+                "input lies too far outside the training data."
+            )
+        return values
+
+    def _sample(self, X0, n_steps, random_state, out, return_wall_hits):
+        """The body of ``sample``; warnings point at the caller of ``sample``."""
+        n_steps = check_n_steps(n_steps)
+        starts, is_list = check_trajectories(self, X0, reset=False, name="X0")
+        if is_list:
+            raise ValueError(
+                "X0 must be one 2-D array of start frames, shape (n_starts, n_features), not a "
+                "list of trajectories."
+            )
+        X0 = starts[0]
+        n_starts, m = X0.shape
+        shape = (n_starts, n_steps, m)
+        if out is None:
+            out = np.empty(shape, dtype=X0.dtype)
+        elif getattr(out, "shape", None) != shape or np.dtype(out.dtype).kind != "f":
+            raise ValueError(
+                f"out must be a float array of shape {shape}; got "
+                f"{getattr(out, 'dtype', type(out))} of shape {getattr(out, 'shape', None)}."
+            )
+        state = self._scale(X0, name="X0")
+        self._check_first_step(state)
+        outside = np.flatnonzero(((X0 < self.data_min_) | (X0 > self.data_max_)).any(axis=1))
+        if len(outside):
+            warnings.warn(
+                f"Start frames {outside[:10].tolist()} lie outside the range of the training "
+                "data, where the network extrapolates; a first step that does not reach the "
+                "range is clipped into it, and every later frame stays inside it.",
+                UserWarning,
+                stacklevel=3,
+            )
+        sampler = self._sampler(*self._scaled_box())
+        (seed,) = derive_seeds(random_state, 1)
+        rng = np.random.default_rng(seed)
+        block = max(1, self._noise_chunk() // sampler.numbers_per_step(n_starts))
+
+        out[:, 0] = X0
+        threads = 1 if n_starts < SINGLE_THREAD_ROWS else None
+        progress = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=shape[1] - 1, desc="sampling", unit="step")
+        with threadpool_limits(limits=threads, user_api="blas"):
+            for start in range(1, shape[1], block):
+                n = min(block, shape[1] - start)
+                visited = sampler.run(state, *sampler.draw(rng, n, n_starts))
+                frames = visited.transpose(1, 0, 2) * self.scale_ + self.mean_
+                # Exact in data units too, despite float32 rounding near the walls.
+                np.clip(frames, self.data_min_, self.data_max_, out=frames)
+                out[:, start : start + n] = frames
+                if progress is not None:
+                    progress.update(n)
+        if progress is not None:
+            progress.close()
+        if hasattr(out, "flush"):
+            out.flush()
+        n_draws = n_starts * (shape[1] - 1)
+        n_wall_hits = sampler.n_wall_hits
+        self.wall_hit_rate_ = n_wall_hits / n_draws if n_draws else 0.0
+        if self.wall_hit_rate_ > WALL_HIT_WARNING_RATE:
+            warnings.warn(
+                f"{self.wall_hit_rate_:.2%} of the draws left the range of the training data "
+                f"and were rejected (more than {WALL_HIT_WARNING_RATE:.0%}): the trajectories "
+                "keep running into the edge of the training data. A start frame outside the "
+                "training data, or too little training data near its edges, can cause this; "
+                "near the edges, the walls then shape the dynamics more than the learned "
+                "kernel does.",
+                UserWarning,
+                stacklevel=3,
+            )
+        if return_wall_hits:
+            return out, n_wall_hits, n_draws
+        return out
+
+    def __sklearn_is_fitted__(self):
+        # Fitted only once training succeeded; a failed fit leaves the scaling behind.
+        return hasattr(self, "net_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        tags.non_deterministic = False
+        return tags
