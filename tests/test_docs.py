@@ -102,6 +102,7 @@ def test_api_reference_lists_every_public_name(module):
 
 def test_validation_tutorial_runs_the_ck_test_and_draws_it(tmp_path, monkeypatch, capsys):
     out = run_tutorial("validation", tmp_path, monkeypatch, capsys)
-    assert re.search(r"step of  1 frames: CK test (passed|FAILED), largest deviation", out)
-    assert re.search(r"step of 40 frames: CK test (passed|FAILED)", out)
+    assert re.search(r"four-well, step of 10 frames: CK test (passed|FAILED), largest", out)
+    assert re.search(r"hidden x, step of  1 frames: CK test (passed|FAILED), largest", out)
+    assert re.search(r"hidden x, step of 40 frames: CK test (passed|FAILED)", out)
     assert (tmp_path / "ck_test.png").stat().st_size > 10_000

@@ -216,7 +216,8 @@ def test_row6_short_trajectories_warn_with_indices_and_fit_goes_on(ou_data):
 
 
 def test_row7_every_trajectory_too_short_and_single_sample():
-    with pytest.raises(ValueError, match=r"longest trajectory has 8 frames; no trajectory is longer than lag_time=10"):
+    message = r"longest trajectory has 8 frames; no trajectory is longer than lag_time=10"
+    with pytest.raises(ValueError, match=message):
         small_srv(lag_time=10).fit([np.ones((8, 1)), np.arange(5.0)[:, None]])
     with pytest.raises(ValueError, match="n_samples=1"):
         small_srv().fit(np.ones((1, 2)))
