@@ -618,7 +618,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         -------
         result : sklearn.utils.Bunch
             ``timescales``, ``std_error``, ``lower`` and ``upper``: arrays of shape
-            (n_components_,) in frames. ``std_error`` is the bootstrap standard error of the
+            ``(n_components_,)`` in frames. ``std_error`` is the bootstrap standard error of the
             eigenvalue carried to the timescale by the delta method
             (``lag * se / (lambda ln(lambda)^2)``); ``lower`` and ``upper`` are the timescales
             at the percentile interval of the bootstrap eigenvalues (``lower`` is 0 where that
