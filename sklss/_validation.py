@@ -122,17 +122,53 @@ def check_trajectories(estimator, X, *, reset, name="X", dtype=FLOAT_DTYPES, min
     return trajs, is_list
 
 
+def as_float_trajectories(X, name="X", *, stacks=False):
+    """Trajectory data as a list of finite, non-empty 2-D float64 arrays, for metrics and plots.
+
+    One array is one trajectory (a 1-D array is one coordinate); a list holds several. With
+    ``stacks``, a 3-D array is a stack of equally long trajectories, as ``sample`` returns.
+    Unlike :func:`check_trajectories` this checks no fitted estimator. Errors name ``name``,
+    the trajectory and the frame.
+    """
+    if is_trajectory_list(X):
+        trajs = [np.asarray(t, dtype=np.float64) for t in X]
+    else:
+        X = np.asarray(X, dtype=np.float64)
+        trajs = list(X) if stacks and X.ndim == 3 else [X]
+    out = []
+    for i, t in enumerate(trajs):
+        t = t[:, None] if t.ndim == 1 else t
+        if t.ndim != 2 or len(t) == 0:
+            raise ValueError(
+                f"{name}: trajectory {i} must be a non-empty 2-D array; got shape {t.shape}."
+            )
+        if not np.isfinite(t).all():
+            frame = int(np.argwhere(~np.isfinite(t))[0, 0])
+            raise ValueError(f"{name} contains NaN or inf at trajectory {i}, frame {frame}.")
+        out.append(t)
+    return out
+
+
 def as_output_form(arrays, is_list):
     """Return a list for list input and a single array for array input."""
     return list(arrays) if is_list else arrays[0]
 
 
-def check_lag_time(lag_time):
-    if isinstance(lag_time, bool) or not isinstance(lag_time, Integral) or lag_time < 1:
+def check_int(name, value, low=1):
+    """Return ``value`` as an int of at least ``low``, or raise a ValueError naming it.
+
+    The one integer check of the package; its wording follows scikit-learn's parameter
+    validation.
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
         raise ValueError(
-            f"The 'lag_time' parameter must be an int in the range [1, inf). Got {lag_time!r}."
+            f"The '{name}' parameter must be an int in the range [{low}, inf). Got {value!r}."
         )
-    return int(lag_time)
+    return int(value)
+
+
+def check_lag_time(lag_time):
+    return check_int("lag_time", lag_time)
 
 
 def lagged_pairs(trajs, lag_time, *, warn=True):

@@ -12,12 +12,10 @@ here for three jobs and writes none of that maths itself:
   error bars, so that a simulator that is not Markovian at its lag fails visibly.
 """
 
-from numbers import Integral
-
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._validation import is_trajectory_list
+from ._validation import check_int, is_trajectory_list
 
 __all__ = ["chapman_kolmogorov_test", "discretize", "markov_timescales"]
 
@@ -35,12 +33,6 @@ def _dtraj_list(dtrajs, name):
             raise ValueError(f"{name}: trajectory {i} must be a 1-D integer array of states.")
         out.append(d.astype(np.int32))
     return out
-
-
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        raise ValueError(f"{name} must be an integer of at least {low}; got {value!r}.")
-    return int(value)
 
 
 def discretize(X, n_states, *, fit_on=None, random_state=0):
@@ -65,7 +57,7 @@ def discretize(X, n_states, *, fit_on=None, random_state=0):
     """
     from deeptime.clustering import KMeans
 
-    n_states = _check_int("n_states", n_states, 2)
+    n_states = check_int("n_states", n_states, 2)
     trajs = [np.asarray(t, dtype=np.float64) for t in (X if is_trajectory_list(X) else [X])]
     trajs = [t[:, None] if t.ndim == 1 else t for t in trajs]
     ref = trajs if fit_on is None else (fit_on if is_trajectory_list(fit_on) else [fit_on])
@@ -130,7 +122,7 @@ def markov_timescales(x, edges, lag_time, *, n_components=1, dt=1.0):
     from deeptime.markov.msm import MaximumLikelihoodMSM
 
     edges = np.asarray(edges, dtype=np.float64)
-    lag_time = _check_int("lag_time", lag_time, 1)
+    lag_time = check_int("lag_time", lag_time, 1)
     trajs = x if is_trajectory_list(x) else [x]
     n_bins = len(edges) - 1
     dtrajs = [
@@ -216,9 +208,9 @@ def chapman_kolmogorov_test(
         ``None`` without a model). Row 0 is 1 by definition. An entry is NaN where the MSM
         at that lag does not connect all states (too little data); such entries do not count.
     """
-    lag_time = _check_int("lag_time", lag_time, 1)
-    k_max = _check_int("k_max", k_max, 1)
-    n_samples = _check_int("n_samples", n_samples, 2)
+    lag_time = check_int("lag_time", lag_time, 1)
+    k_max = check_int("k_max", k_max, 1)
+    n_samples = check_int("n_samples", n_samples, 2)
     md = _dtraj_list(md_dtrajs, "md_dtrajs")
     n = int(max(d.max() for d in md)) + 1 if n_states is None else int(n_states)
     longest = max(len(d) for d in md)

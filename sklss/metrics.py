@@ -6,7 +6,7 @@ Time is counted in frames unless a ``dt`` is given. Free energies are in units o
 import numpy as np
 
 from ._covariance import lagged_covariances, vac_eigenvalues, vamp2_from_covariances
-from ._validation import check_lag_time, is_trajectory_list, lagged_pairs
+from ._validation import as_float_trajectories, check_lag_time, is_trajectory_list, lagged_pairs
 from .markov import markov_timescales  # noqa: F401  (public here too, for compatibility)
 
 __all__ = [
@@ -24,22 +24,6 @@ __all__ = [
     "implied_timescales_vs_lag",
     "vamp2_score",
 ]
-
-
-def _as_trajectories(X, name="X"):
-    trajs = list(X) if is_trajectory_list(X) else [X]
-    out = []
-    for i, t in enumerate(trajs):
-        t = np.asarray(t, dtype=np.float64)
-        if t.ndim == 1:
-            t = t[:, None]
-        if t.ndim != 2:
-            raise ValueError(f"{name}: trajectory {i} must be 2-D, got shape {t.shape}.")
-        if not np.isfinite(t).all():
-            frame = int(np.argwhere(~np.isfinite(t))[0, 0])
-            raise ValueError(f"{name} contains NaN or inf at trajectory {i}, frame {frame}.")
-        out.append(t)
-    return out
 
 
 def vamp2_score(X, lag_time, *, reversible=False, epsilon=1e-6, n_components=None):
@@ -70,7 +54,7 @@ def vamp2_score(X, lag_time, *, reversible=False, epsilon=1e-6, n_components=Non
     -------
     score : float
     """
-    X0, Xt = lagged_pairs(_as_trajectories(X), check_lag_time(lag_time))
+    X0, Xt = lagged_pairs(as_float_trajectories(X), check_lag_time(lag_time))
     C00, C0t, Ctt, _, _ = lagged_covariances(X0, Xt, reversible=reversible)
     return vamp2_from_covariances(C00, C0t, Ctt, epsilon, n_components)
 
@@ -222,7 +206,7 @@ def implied_timescales(
     if method != "vac":
         raise ValueError(f"method must be 'vac' or 'autocorrelation'; got {method!r}.")
     lag_time = check_lag_time(lag_time)
-    X0, Xt = lagged_pairs(_as_trajectories(X), lag_time)
+    X0, Xt = lagged_pairs(as_float_trajectories(X), lag_time)
     C00, C0t, _, _, _ = lagged_covariances(X0, Xt, reversible=reversible)
     lam = vac_eigenvalues(C00, C0t, reversible=reversible, epsilon=epsilon)
     floor = _resolve_noise_floor(noise_floor, len(X0), len(lam))
@@ -375,7 +359,7 @@ def autocorrelation(X, max_lag):
     -------
     acf : ndarray of shape (max_lag + 1, n_features)
     """
-    trajs = _as_trajectories(X)
+    trajs = as_float_trajectories(X)
     max_lag = int(max_lag)
     if max_lag < 0:
         raise ValueError(f"max_lag must be non-negative; got {max_lag}.")
@@ -446,7 +430,7 @@ def autocorrelation_timescales(X, *, dt=1.0, max_lag=None, n_blocks=5):
     std_errors : ndarray of shape (n_features,)
         Standard errors of the block estimates (``nan`` with ``n_blocks=1``).
     """
-    trajs = _as_trajectories(X)
+    trajs = as_float_trajectories(X)
     shortest_block = min(len(t) for t in trajs) // max(n_blocks, 1)
 
     def fit(data):

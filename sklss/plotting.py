@@ -11,7 +11,7 @@ matplotlib is needed (``pip install matplotlib``); it is imported when a functio
 
 import numpy as np
 
-from ._validation import check_lag_time, is_trajectory_list
+from ._validation import as_float_trajectories, check_lag_time
 from .metrics import free_energy_profile
 
 __all__ = [
@@ -34,26 +34,6 @@ def _axes(ax):
             "sklss.plotting needs matplotlib; install it with 'pip install matplotlib'."
         ) from exc
     return plt.gca()
-
-
-def _as_list(x, name):
-    """Trajectory data as a list of 2-D float64 arrays; a 3-D array is a stack of them."""
-    if is_trajectory_list(x):
-        trajs = [np.asarray(t, dtype=np.float64) for t in x]
-    else:
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim == 1:
-            x = x[:, None]
-        trajs = list(x) if x.ndim == 3 else [x]
-    for i, t in enumerate(trajs):
-        if t.ndim != 2 or len(t) == 0:
-            raise ValueError(
-                f"{name}: trajectory {i} must be a non-empty 2-D array; got shape {t.shape}."
-            )
-        if not np.isfinite(t).all():
-            frame = int(np.argwhere(~np.isfinite(t))[0, 0])
-            raise ValueError(f"{name} contains NaN or inf at trajectory {i}, frame {frame}.")
-    return trajs
 
 
 def _column(trajs, index, name):
@@ -119,7 +99,7 @@ def free_energy_1d(
     sklss.metrics.free_energy_profile : the profile itself, as arrays.
     free_energy_2d : the free energy over two coordinates.
     """
-    trajs = _as_list(x, "x")
+    trajs = as_float_trajectories(x, "x", stacks=True)
     values = np.concatenate(_column(trajs, coordinate, "coordinate"))
     F, edges = free_energy_profile(values, bins=bins, range=range, kT=kT, weights=weights)
     centres = 0.5 * (edges[1:] + edges[:-1])
@@ -179,7 +159,7 @@ def free_energy_2d(
         The Axes drawn into. The map is ``ax.collections[-1]`` (a QuadMesh), whose array is
         ``F`` with the first coordinate along x, masked where no frame fell; its minimum is 0.
     """
-    trajs = _as_list(x, "x")
+    trajs = as_float_trajectories(x, "x", stacks=True)
     i, j = coordinates
     a = np.concatenate(_column(trajs, i, "coordinates"))
     b = np.concatenate(_column(trajs, j, "coordinates"))
@@ -363,7 +343,7 @@ def transition_density(
         for start bins that no pair starts from.
     """
     lag = check_lag_time(lag_time)
-    trajs = _as_list(x, "x")
+    trajs = as_float_trajectories(x, "x", stacks=True)
     column = _column(trajs, coordinate, "coordinate")
     starts = [c[:-lag] for c in column if len(c) > lag]
     if not starts:
@@ -434,7 +414,7 @@ def latent_trajectory(
         its value.
     """
     latent = getattr(latent, "latent", latent)
-    trajs = _as_list(latent, "latent")
+    trajs = as_float_trajectories(latent, "latent", stacks=True)
     if not -len(trajs) <= trajectory < len(trajs):
         raise ValueError(f"trajectory={trajectory} is out of range for {len(trajs)} trajectories.")
     traj = trajs[trajectory]

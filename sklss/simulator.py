@@ -9,10 +9,11 @@ import numpy as np
 from numpy.lib.format import open_memmap
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._nn import derive_seeds
-from ._validation import as_output_form, check_trajectories
+from ._validation import as_output_form, check_int, check_trajectories
 from .metrics import (
     autocorrelation,
     autocorrelation_timescales,
@@ -25,7 +26,14 @@ _DECODE_CHUNK = 262_144
 # Trajectories per independently seeded block in sample: fixed, so that samples do not depend
 # on how many workers propagate the blocks.
 _STARTS_PER_BLOCK = 256
-_SCORING = ("free_energy_rmse", "js_divergence", "timescale_error", "vamp2", "log_likelihood")
+_SCORING = (
+    "fidelity",
+    "free_energy_rmse",
+    "js_divergence",
+    "timescale_error",
+    "vamp2",
+    "log_likelihood",
+)
 # Training frames kept to look up the observable of latent points when the simulator does not
 # generate features itself (a latent-only simulator, or a decoder trained on other targets).
 _LOOKUP_FRAMES = 20_000
@@ -155,13 +163,18 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         latent points (passthrough encoder), from its decoded configurations (a decoder
         trained on ``X`` itself, ``Y=None``) or, otherwise, from the training frame nearest
         to each simulated latent point (up to 20,000 training frames are kept for this).
-    scoring : str, default="free_energy_rmse"
-        What :meth:`score` returns (higher is better): ``"free_energy_rmse"`` (negated, along
+    scoring : str, default="fidelity"
+        What :meth:`score` returns (higher is better): ``"fidelity"`` (the negated sum of the
+        free-energy RMSE in kT and the relative error of the slowest relaxation time, both
+        on the first observable coordinate and from one simulation: a model must get both
+        the populations and the kinetics right), ``"free_energy_rmse"`` (negated, along
         the first observable coordinate, missing and extra states charged),
         ``"js_divergence"`` (negated, on the first two observable coordinates),
         ``"timescale_error"`` (negated relative error of the slowest relaxation time of the
         observable), ``"vamp2"`` or ``"log_likelihood"`` (the propagator's). Only the first
-        three compare models with different lag times or encoders.
+        four compare models with different lag times or encoders. A free-energy score alone
+        cannot see wrong kinetics: an encoder that learns a fast mode can reproduce the
+        populations while its simulation relaxes far too fast.
     random_state : int, RandomState instance or None, default=None
         When given, the three components get distinct seeds derived from it (overriding
         their own ``random_state``), and :meth:`score` simulates with a fixed seed.
@@ -219,7 +232,7 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         *,
         lag_time=None,
         observable=None,
-        scoring="free_energy_rmse",
+        scoring="fidelity",
         random_state=None,
         verbose=0,
     ):
@@ -316,7 +329,8 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
             from deeptime.decomposition import TICA
 
             dim = min(_OBSERVABLE_DIM, trajs[0].shape[1])
-            with warnings.catch_warnings():
+            # One thread: the same bits in joblib workers as in the caller (RELIABILITY 22).
+            with warnings.catch_warnings(), threadpool_limits(limits=1):
                 # Trajectories shorter than the lag are skipped, as the components skip them.
                 warnings.simplefilter("ignore", UserWarning)
                 model = TICA(lagtime=self.lag_time_, dim=dim).fit(trajs).fetch_model()
@@ -542,8 +556,8 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         if n_steps is None:
             longest = max(len(t) for t in psi_trajs)
             n_steps = max(2, -(-longest // self.lag_time_))
-        elif not isinstance(n_steps, Integral) or isinstance(n_steps, bool) or n_steps < 2:
-            raise ValueError(f"n_steps must be an integer of at least 2; got {n_steps!r}.")
+        else:
+            n_steps = check_int("n_steps", n_steps, 2)
         return self.propagator_.sample(starts, int(n_steps), random_state=random_state)
 
     def _latent_trajs(self, X):
@@ -562,7 +576,8 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         out = []
         for t in trajs:
             if self.observable is None:
-                o = (t - self.observable_mean_) @ self.observable_coef_
+                with threadpool_limits(limits=1, user_api="blas"):
+                    o = (t - self.observable_mean_) @ self.observable_coef_
             elif hasattr(self.observable, "transform"):
                 o = self.observable.transform(t)
             else:
@@ -778,6 +793,26 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
             max_free_energy=max_free_energy,
             random_state=random_state,
         )["free_energy_rmse"]
+
+    def _fidelity(self, X):
+        """Free-energy RMSE (kT) plus relative relaxation-time error, on observable 0.
+
+        Both from one simulation of the held-out start frames; see :meth:`compare` and
+        :meth:`implied_timescales` (``space="observable"``).
+        """
+        md, lss = self._md_and_simulation(X, None, None, "observable")
+        md, lss = [t[:, :1] for t in md], [t[:, :1] for t in lss]
+        rmse = compare_distributions(np.concatenate(md), np.concatenate(lss), max_free_energy=5.0)[
+            "free_energy_rmse"
+        ]
+        t_md = _grid_timescales(md, self.lag_time_, 1)[0][0]
+        t_lss = _grid_timescales(lss, 1, 1)[0][0] * self.lag_time_
+        if not (np.isfinite(t_md) and np.isfinite(t_lss)) or t_md <= 0:
+            raise ValueError(
+                f"The relaxation time could not be measured (MD {t_md}, simulation {t_lss} "
+                "frames): the held-out trajectories are too short for the lag time."
+            )
+        return rmse + abs(t_lss / t_md - 1.0)
 
     def ck_test(
         self,

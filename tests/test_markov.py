@@ -32,7 +32,9 @@ def test_markov_timescales_of_a_two_state_chain_match_the_exact_value():
     # A list of trajectories and dt; a second timescale that does not exist is NaN.
     t2 = markov_timescales([x[:200_000], x[200_000:]], [-0.5, 0.5, 1.5], 2, n_components=2, dt=3)
     assert t2[0] == pytest.approx(3 * exact, rel=0.05) and np.isnan(t2[1])
-    with pytest.raises(ValueError, match="lag_time must be an integer of at least 1"):
+    with pytest.raises(
+        ValueError, match=r"The .lag_time. parameter must be an int in the range \[1, inf\)"
+    ):
         markov_timescales(x, [-0.5, 0.5, 1.5], 0)
 
 

@@ -4,14 +4,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-
-def check_int(name, value, low=1):
-    """Return ``value`` as an int, or raise a ValueError naming the parameter."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        raise ValueError(
-            f"The '{name}' parameter must be an int in the range [{low}, inf). Got {value!r}."
-        )
-    return int(value)
+from .._validation import check_int  # noqa: F401  (used by the generators)
 
 
 def check_positive(name, value, *, allow_zero=False):
