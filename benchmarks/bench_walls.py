@@ -58,6 +58,20 @@ def reflecting(x0, a, wall, seed):
     return out
 
 
+def exact_rejection_rate(a, wall):
+    """Probability that a draw from the truncated N(0, 1) state leaves the box."""
+    from scipy.integrate import quad
+    from scipy.stats import norm
+
+    width = math.sqrt(1 - a * a)
+
+    def leaving(x):
+        stay = ndtr((wall - a * x) / width) - ndtr((-wall - a * x) / width)
+        return norm.pdf(x) * (1 - stay)
+
+    return quad(leaving, -wall, wall)[0] / (ndtr(wall) - ndtr(-wall))
+
+
 def errors(samples, edges, wall):
     counts = np.histogram(samples, edges)[0]
     exact = np.diff(ndtr(edges)) / (ndtr(wall) - ndtr(-wall))
@@ -90,6 +104,7 @@ def main():
                     "reject_edge_max_abs_dF": after[0],
                     "reject_rmse": after[1],
                     "wall_hit_rate": mdn.wall_hit_rate_,
+                    "exact_rejection_rate": exact_rejection_rate(a, wall),
                     "sample_seconds": seconds,
                 }
             )
@@ -102,7 +117,8 @@ def main():
         print(
             f"| {r['wall_sigma']:.0f} sigma | {r['a']} | {r['reflect_edge_max_abs_dF']:.3f} -> "
             f"{r['reject_edge_max_abs_dF']:.3f} kT | {r['reflect_rmse']:.3f} -> "
-            f"{r['reject_rmse']:.3f} kT | {r['wall_hit_rate']:.4f} |"
+            f"{r['reject_rmse']:.3f} kT | {r['wall_hit_rate']:.4f} "
+            f"({r['exact_rejection_rate']:.4f}) |"
         )
     RESULTS.mkdir(exist_ok=True)
     out = {"n_starts": N_STARTS, "n_steps": N_STEPS, "bin_width": 0.2, "rows": rows}
