@@ -167,8 +167,9 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         What :meth:`score` returns (higher is better): ``"fidelity"`` (the negated sum of the
         free-energy RMSE in kT and the relative error of the slowest relaxation time, both
         on the first observable coordinate and from one simulation: a model must get both
-        the populations and the kinetics right), ``"free_energy_rmse"`` (negated, along
-        the first observable coordinate, missing and extra states charged),
+        the populations and the kinetics right; where held-out data are too short to measure
+        a relaxation time, that term counts as 1, with a warning), ``"free_energy_rmse"``
+        (negated, along the first observable coordinate, missing and extra states charged),
         ``"js_divergence"`` (negated, on the first two observable coordinates),
         ``"timescale_error"`` (negated relative error of the slowest relaxation time of the
         observable), ``"vamp2"`` or ``"log_likelihood"`` (the propagator's). Only the first
@@ -808,10 +809,14 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         t_md = _grid_timescales(md, self.lag_time_, 1)[0][0]
         t_lss = _grid_timescales(lss, 1, 1)[0][0] * self.lag_time_
         if not (np.isfinite(t_md) and np.isfinite(t_lss)) or t_md <= 0:
-            raise ValueError(
+            warnings.warn(
                 f"The relaxation time could not be measured (MD {t_md}, simulation {t_lss} "
-                "frames): the held-out trajectories are too short for the lag time."
+                "frames): the held-out trajectories are too short for the lag time. The "
+                "score counts it as a 100 % timescale error.",
+                UserWarning,
+                stacklevel=3,
             )
+            return rmse + 1.0
         return rmse + abs(t_lss / t_md - 1.0)
 
     def ck_test(
