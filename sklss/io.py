@@ -33,9 +33,9 @@ The tree is plain JSON in which an object always carries one tag naming what it 
 
 - ``{"__estimator__": "sklss.SRVTransformer", "params": {...}, "state": {...}}``: an
   estimator, its constructor parameters (``get_params(deep=False)``) and its fitted
-  attributes. Only ``SRVTransformer``, ``MDNPropagator``, ``CWGANDecoder`` and
-  ``LatentSpaceSimulator`` are allowed; nested components are estimators in turn. The
-  ``checkpoint`` parameters are always ``null``.
+  attributes. Only ``SRVTransformer``, ``MDNPropagator``, ``InterpolantPropagator``,
+  ``CWGANDecoder`` and ``LatentSpaceSimulator`` are allowed; nested components are
+  estimators in turn. The ``checkpoint`` parameters are always ``null``.
 - ``{"__net__": ..., "params", "modules", "optimizers", "criteria", "attributes",
   "history"}``: a trained skorch network (``net_``): its parameters, the state dicts of its
   modules and optimizers, counters and its training history. The network, module and
@@ -142,15 +142,19 @@ def _registry():
 
     from .decoder import CWGANDecoder, _CWGANNet, _Generator, _WassersteinGP
     from .encoder import SRVTransformer, _Lobe, _NegativeVAMP2, _SRVNet
+    from .interpolant import InterpolantPropagator, _BridgeModule, _InterpolantNet, _MeanLoss
     from .propagator import MDNPropagator, _MDNNet, _MixtureDensityModule, _NegativeLogLikelihood
     from .simulator import LatentSpaceSimulator
 
-    public = (SRVTransformer, MDNPropagator, CWGANDecoder, LatentSpaceSimulator)
+    public = (SRVTransformer, MDNPropagator, InterpolantPropagator, CWGANDecoder)
+    public += (LatentSpaceSimulator,)
     helpers = (_Lobe, _NegativeVAMP2, _MixtureDensityModule, _NegativeLogLikelihood)
+    helpers += (_BridgeModule, _MeanLoss)
     helpers += (_Generator, _WassersteinGP, torch.optim.Adam, TensorBatchLoader, Dataset)
+    nets = (_SRVNet, _MDNNet, _InterpolantNet, _CWGANNet)
     return {
         "estimators": {f"sklss.{cls.__name__}": cls for cls in public},
-        "nets": {_qualified_name(cls): cls for cls in (_SRVNet, _MDNNet, _CWGANNet)},
+        "nets": {_qualified_name(cls): cls for cls in nets},
         "classes": {_qualified_name(cls): cls for cls in helpers},
     }
 
@@ -431,8 +435,10 @@ def save(estimator, path):
 
     Parameters
     ----------
-    estimator : SRVTransformer, MDNPropagator, CWGANDecoder or LatentSpaceSimulator
-        The model, with any nested components (``"passthrough"`` slots included).
+    estimator : sklss estimator
+        The model: an ``SRVTransformer``, ``MDNPropagator``, ``InterpolantPropagator``,
+        ``CWGANDecoder`` or ``LatentSpaceSimulator``, with any nested components
+        (``"passthrough"`` slots included).
     path : str or path-like
         Where to write; an existing file is replaced.
 
@@ -1078,7 +1084,9 @@ def load(path):
 
     Returns
     -------
-    estimator : SRVTransformer, MDNPropagator, CWGANDecoder or LatentSpaceSimulator
+    estimator : sklss estimator
+        An ``SRVTransformer``, ``MDNPropagator``, ``InterpolantPropagator``,
+        ``CWGANDecoder`` or ``LatentSpaceSimulator``.
 
     Raises
     ------

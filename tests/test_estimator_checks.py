@@ -6,7 +6,13 @@ Each estimator runs with a small, fast configuration. Expected failures, if any,
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklss import CWGANDecoder, LatentSpaceSimulator, MDNPropagator, SRVTransformer
+from sklss import (
+    CWGANDecoder,
+    InterpolantPropagator,
+    LatentSpaceSimulator,
+    MDNPropagator,
+    SRVTransformer,
+)
 
 ESTIMATORS = [
     SRVTransformer(
@@ -21,6 +27,14 @@ ESTIMATORS = [
         lag_time=1,
         n_kernels=2,
         hidden_layer_sizes=(8,),
+        max_epochs=2,
+        batch_size=32,
+        random_state=0,
+    ),
+    InterpolantPropagator(
+        lag_time=1,
+        hidden_layer_sizes=(8,),
+        n_integration_steps=2,
         max_epochs=2,
         batch_size=32,
         random_state=0,
@@ -52,6 +66,15 @@ EXPECTED_FAILED_CHECKS = {
         "check_methods_sample_order_invariance": (
             "score_samples scores lagged pairs of consecutive frames: reordering frames "
             "changes which pairs exist."
+        ),
+    },
+    "InterpolantPropagator": {
+        "check_methods_subset_invariance": (
+            "score_samples scores lagged pairs (x_t, x_{t+lag_time}) within a trajectory, as "
+            "the MDN's does."
+        ),
+        "check_methods_sample_order_invariance": (
+            "score_samples scores lagged pairs of consecutive frames, as the MDN's does."
         ),
     },
 }
