@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_CPU_VERSION ?= 2.13.0
 
-.PHONY: demo test docs lint format bench install clean
+.PHONY: demo test test-fast docs lint format bench install clean
 
 # The stamp file records that the environment was built; delete it (or `make clean`) to rebuild.
 $(VENV)/.installed: pyproject.toml
@@ -30,6 +30,10 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
+
+# For development: everything but the tests marked slow (a few minutes instead of about ten).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
 
 # The documentation, with warnings as errors; the API pages are generated into docs/api/.
 docs: $(VENV)/.installed

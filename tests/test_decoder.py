@@ -104,6 +104,7 @@ def test_bead_chain_second_latent_coordinate_sets_the_dihedral_and_lists_come_pe
         bead_chain(10, n_beads=3)
 
 
+@pytest.mark.slow
 def test_generated_chains_match_bond_lengths_end_to_end_and_radius_of_gyration(
     chain, chain_decoder
 ):

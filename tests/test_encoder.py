@@ -320,6 +320,7 @@ def test_verbose_zero_prints_nothing(ou_data, capsys):
 # --- fidelity on toy systems with exact answers ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_four_well_leading_timescales_within_10_percent_of_exact():
     from sklss.datasets import four_well, four_well_reference
 
@@ -334,6 +335,7 @@ def test_four_well_leading_timescales_within_10_percent_of_exact():
     np.testing.assert_allclose(srv.timescales_[:2], ref[:2], rtol=0.10)
 
 
+@pytest.mark.slow
 def test_hidden_coordinate_toy_timescales_within_10_percent_of_exact():
     from sklss.datasets import hidden_wells, hidden_wells_reference
 

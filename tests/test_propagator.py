@@ -585,6 +585,7 @@ def test_not_fitted_raises(ar_data):
 # --- the paper's section 3.1, small and seeded ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_four_well_reproduction_stationary_density_timescale_and_transitions():
     from sklss.datasets import four_well, four_well_reference
 

@@ -281,6 +281,7 @@ def test_reversible_fits_resume_from_their_checkpoint_and_not_from_a_forward_one
 # --- the four-well system: the stationary density of a learned kernel ----------------------
 
 
+@pytest.mark.slow
 def test_four_well_reversible_kernel_has_the_exact_stationary_density_and_balanced_fluxes():
     from sklss.datasets import four_well, four_well_reference
 

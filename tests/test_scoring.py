@@ -190,6 +190,7 @@ class FastModeEncoder(TransformerMixin, BaseEstimator):
         return (np.asarray(X) - self.mean_) @ self.coef_
 
 
+@pytest.mark.slow
 def test_grid_search_ranks_by_exact_timescale_error_and_the_fast_mode_does_not_win():
     # Hidden-coordinate toy (exact t1 = 340 frames). Candidates: two lag times x {a 1-D SRV,
     # an encoder that learns the fastest mode}. Each candidate's exact error is the relative
@@ -234,6 +235,7 @@ def test_grid_search_ranks_by_exact_timescale_error_and_the_fast_mode_does_not_w
     assert fast[np.argmax(old)]
 
 
+@pytest.mark.slow
 def test_ck_test_passes_for_the_four_well_simulator():
     from sklss.datasets import four_well
 
@@ -256,6 +258,7 @@ def test_ck_test_passes_for_the_four_well_simulator():
     assert np.all(ck.md_upper[1:] - ck.md_lower[1:] > 0)
 
 
+@pytest.mark.slow
 def test_ck_test_fails_for_a_simulator_at_a_lag_too_short_to_be_markovian():
     # One coordinate of the two-dimensional hidden-wells dynamics is not Markovian at short
     # lags: the other coordinate carries memory. A simulator stepping one frame at a time

@@ -246,6 +246,7 @@ def test_grid_search_over_lag_and_kernels_selects_sensibly(wells):
     assert search.best_estimator_.lag_time_ == best["lag_time"]
 
 
+@pytest.mark.slow
 def test_row22_parallel_and_dask_grid_searches_match_serial(wells):
     serial = _comparable(_search(wells, n_jobs=1).cv_results_)
     parallel = _comparable(_search(wells, n_jobs=2).cv_results_)
@@ -326,6 +327,7 @@ def test_row16_decoder_targets_with_another_frame_count_are_refused(wells):
         lss.fit(wells[:2], [wells[0], wells[1][:-1]])
 
 
+@pytest.mark.slow
 def test_four_well_end_to_end_through_the_composite_api():
     # The paper's section 3.1 through LatentSpaceSimulator: encoder and decoder passthrough,
     # MDN on x with tau = 100 steps and C = 8.
@@ -360,6 +362,7 @@ def test_batches_of_simulations_fan_out_over_workers_with_identical_samples(fitt
     np.testing.assert_array_equal(serial[:, 0], X0)
 
 
+@pytest.mark.slow
 def test_hidden_toy_end_to_end_with_srv_mdn_and_cwgan():
     # Two slow processes hidden in 10 noisy nonlinear features; exact t1 = 340 frames.
     from sklss import CWGANDecoder
