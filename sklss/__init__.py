@@ -1,12 +1,11 @@
 """sklss: molecular latent space simulators with a scikit-learn API."""
 
-__version__ = "0.1.0"
-
-from .decoder import CWGANDecoder  # noqa: E402
-from .encoder import SRVTransformer  # noqa: E402
-from .interpolant import InterpolantPropagator  # noqa: E402
-from .propagator import MDNPropagator  # noqa: E402
-from .simulator import LatentSpaceSimulator, SimulationResult  # noqa: E402
+from ._version import __version__
+from .decoder import CWGANDecoder
+from .encoder import SRVTransformer
+from .interpolant import InterpolantPropagator
+from .propagator import MDNPropagator
+from .simulator import LatentSpaceSimulator, SimulationResult
 
 __all__ = [
     "CWGANDecoder",

@@ -26,15 +26,15 @@ import torch
 from skorch.callbacks import Callback
 from skorch.history import History
 
-from .io import (
+from ._archive import (
     _MANIFEST,
     _MAX_MANIFEST_BYTES,
     FORMAT,
     InvalidModelFileError,
+    Packer,
+    Unpacker,
     _atomic_write,
-    _Packer,
     _read_container,
-    _Unpacker,
     _warn_on_versions,
     _write_container,
 )
@@ -231,7 +231,7 @@ class TrainingCheckpoint(Callback):
             manifest, content, arrays, tensors = _read_container(self.path, _KIND)
             if set(content) != {"fingerprint", "component", "epochs", "state"}:
                 raise InvalidModelFileError("it does not hold a training state")
-            unpacker = _Unpacker(arrays, tensors, self.path, models=False)
+            unpacker = Unpacker(arrays, tensors, self.path)
             state = unpacker.unpack(content["state"], "state")
             unpacker.finish()
             if not isinstance(state, dict) or type(content["epochs"]) is not int:
@@ -265,7 +265,7 @@ class TrainingCheckpoint(Callback):
             print(f"Resuming from {self.path} after epoch {self.resumed_from_}.", flush=True)
 
     def on_epoch_end(self, net, **kwargs):
-        packer = _Packer(models=False)
+        packer = Packer()
         content = {
             "fingerprint": self.fingerprint,
             "component": self.component,
