@@ -388,6 +388,7 @@ def test_grid_search_over_both_propagators_in_the_simulator():
 # --- the paper's section 3.1, small and seeded ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_four_well_free_energy_and_timescale_match_the_exact_ones():
     from sklss.datasets import four_well, four_well_reference
     from sklss.metrics import free_energy_profile, free_energy_rmse
