@@ -304,3 +304,14 @@ def test_row26_simulator_reports_wall_hits_once_and_stays_in_the_box(basins):
         parallel = lss.sample(starts, 3, random_state=0, n_jobs=2)
     assert parallel.wall_hit_rate == run.wall_hit_rate
     np.testing.assert_array_equal(parallel.latent, run.latent)
+
+
+def test_timescale_scores_on_too_short_held_out_data_warn_and_count_a_full_error(basins):
+    (X, _), X_test = basins
+    lss = _passthrough_lss().fit(X[:4])
+    short = [t[:12] for t in X_test]  # two lag times: no relaxation time can be fitted
+    with pytest.warns(UserWarning, match="could not be measured.*100 % timescale error"):
+        assert get_scorer("timescale_error")(lss, short) == -1.0
+    with pytest.warns(UserWarning, match="could not be measured.*100 % timescale error"):
+        fidelity = lss.score(short)
+    assert fidelity == pytest.approx(-(lss.free_energy_rmse(short) + 1.0))
