@@ -47,8 +47,15 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Every benchmark, one after the other, rewriting every file in benchmarks/results/ (a few
+# hours on two cores, most of it the alanine dipeptide MD). BENCH=name runs one script.
+BENCH ?= bench_walls bench_four_well bench_sampling bench_decoding bench_decoder_fidelity \
+	bench_encoder bench_scoring bench_propagators bench_simulator alanine_dipeptide
 bench: $(VENV)/.installed
-	$(PY) benchmarks/bench_encoder.py
+	@for name in $(BENCH); do \
+		echo "== benchmarks/$$name.py"; \
+		$(PY) benchmarks/$$name.py || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info docs/_build docs/api
