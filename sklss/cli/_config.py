@@ -65,14 +65,8 @@ def _read_toml(path):
 
 
 _PATH_KEYS = {"features", "configurations", "topology", "trajectories", "output", "model"}
-
-
 _LIST_KEYS = {"features", "configurations", "trajectories"}
-
-
 _POSITIVE_INT_KEYS = {"lag_time", "n_components", "n_kernels", "max_epochs", "stride"}
-
-
 _CHOICES = {
     "featurizer": ("torsions", "distances", "torsions+distances"),
     "angles": ("all", "backbone", "sidechain"),

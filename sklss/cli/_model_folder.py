@@ -10,17 +10,9 @@ from ._files import _existing
 
 # The folder layout that ``sklss fit`` writes and ``sklss sample`` reads.
 _MODEL_INFO = "sklss-model.json"
-
-
 _MODEL_FILE = "simulator.sklss"
-
-
 _START_FRAMES = "start_frames.npy"
-
-
 _TOPOLOGY = "topology.pdb"
-
-
 # Training frames kept in a model folder as default start frames for ``sample``.
 _N_START_FRAMES = 100
 
