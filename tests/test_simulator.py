@@ -315,6 +315,15 @@ def test_decoded_run_streams_to_disk_and_matches_the_in_memory_run(wells, tmp_pa
     no_decode = lss.sample(X0, 40, random_state=2, decode=False)
     assert no_decode.configurations is None
     np.testing.assert_array_equal(no_decode.latent, in_memory.latent)
+    # Two blocks of start frames propagated by two workers, decoded, and streamed to disk:
+    # the same numbers as one process in memory.
+    starts = np.concatenate(X)[:300]
+    serial = lss.sample(starts, 12, random_state=4)
+    parallel = lss.sample(starts, 12, random_state=4, n_jobs=2, out=tmp_path / "parallel")
+    assert parallel.configurations.shape == (300, 12, 2)
+    np.testing.assert_array_equal(parallel.latent, serial.latent)
+    np.testing.assert_array_equal(parallel.configurations, serial.configurations)
+    np.testing.assert_array_equal(np.load(tmp_path / "parallel" / "latent.npy"), serial.latent)
 
 
 def test_row16_decoder_targets_with_another_frame_count_are_refused(wells):
@@ -404,3 +413,16 @@ def test_hidden_toy_end_to_end_with_srv_mdn_and_cwgan():
             js_divergence(np.histogram(md[:, j], edges)[0], np.histogram(decoded[:, j], edges)[0])
         )
     assert np.mean(js) <= 0.05
+
+
+def test_sample_on_a_dask_cluster_matches_the_serial_samples(fitted, wells):
+    distributed = pytest.importorskip("dask.distributed")
+    from joblib import parallel_backend
+
+    X0 = np.concatenate(wells[16:20])[:600]  # three blocks of start frames
+    serial = fitted.sample(X0, 15, random_state=8)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster:
+        with distributed.Client(cluster), parallel_backend("dask"):
+            on_dask = fitted.sample(X0, 15, random_state=8, n_jobs=2)
+    np.testing.assert_array_equal(on_dask.latent, serial.latent)
+    assert on_dask.wall_hit_rate == serial.wall_hit_rate
