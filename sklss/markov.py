@@ -142,9 +142,11 @@ def markov_timescales(x, edges, lag_time, *, n_components=1, dt=1.0):
     return ts * dt
 
 
-def _interval(samples, level):
-    lo = np.percentile(samples, 50 * (1 - level), axis=0)
-    hi = np.percentile(samples, 50 * (1 + level), axis=0)
+def _diagonal_interval(matrices, level):
+    """The ``level`` percentile interval of the diagonals of a stack of matrices."""
+    diagonals = np.diagonal(matrices, axis1=-2, axis2=-1)
+    lo = np.percentile(diagonals, 50 * (1 - level), axis=0)
+    hi = np.percentile(diagonals, 50 * (1 + level), axis=0)
     return lo, hi
 
 
@@ -221,10 +223,6 @@ def chapman_kolmogorov_test(
         )
     shape = (k_max + 1, n)
 
-    def diag_stats(mats):
-        d = np.diagonal(mats, axis1=-2, axis2=-1)
-        return d
-
     base = _msm(md, lag_time, n, bayesian=n_samples, random_state=random_state)
     if base is None:
         raise ValueError(
@@ -242,16 +240,16 @@ def chapman_kolmogorov_test(
     for k in range(1, k_max + 1):
         out.predicted[k] = np.diagonal(np.linalg.matrix_power(T, k))
         powers = np.stack([np.linalg.matrix_power(s, k) for s in T_samples])
-        out.predicted_lower[k], out.predicted_upper[k] = _interval(diag_stats(powers), level)
+        out.predicted_lower[k], out.predicted_upper[k] = _diagonal_interval(powers, level)
         direct = _msm(md, k * lag_time, n, bayesian=n_samples, random_state=random_state + k)
         if direct is not None:
             out.md[k] = np.diagonal(direct[0])
-            out.md_lower[k], out.md_upper[k] = _interval(diag_stats(direct[1]), level)
+            out.md_lower[k], out.md_upper[k] = _diagonal_interval(direct[1], level)
         if model is not None and max(len(d) for d in model) > k:
             sim = _msm(model, k, n, bayesian=n_samples, random_state=random_state + 100 + k)
             if sim is not None:
                 out.model[k] = np.diagonal(sim[0])
-                out.model_lower[k], out.model_upper[k] = _interval(diag_stats(sim[1]), level)
+                out.model_lower[k], out.model_upper[k] = _diagonal_interval(sim[1], level)
     with np.errstate(invalid="ignore"):
         markov = np.abs(out.predicted - out.md)
         out.max_markov_deviation = (

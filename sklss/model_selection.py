@@ -17,8 +17,6 @@ the training fold), and missing or extra states cost. Only ``fidelity`` and
 learned a fast mode but reproduces the populations.
 """
 
-import warnings
-
 import numpy as np
 from sklearn.model_selection import BaseCrossValidator
 
@@ -173,18 +171,7 @@ def timescale_error_scorer(estimator, X, y=None):
     data are too short to measure a relaxation time, the error counts as 100 %, with a
     warning (as in ``fidelity``), so that a grid search gets a number rather than NaN.
     """
-    its = estimator.implied_timescales(X, space="observable", n_blocks=1)
-    t_md, t_lss = float(its["md"][0]), float(its["lss"][0])
-    if not (np.isfinite(t_md) and np.isfinite(t_lss)) or t_md <= 0:
-        warnings.warn(
-            f"The relaxation time could not be measured (MD {t_md}, simulation {t_lss} "
-            "frames): the held-out trajectories are too short for the lag time. The score "
-            "counts it as a 100 % timescale error.",
-            UserWarning,
-            stacklevel=2,
-        )
-        return -1.0
-    return -abs(t_lss / t_md - 1.0)
+    return -estimator._timescale_error(X)
 
 
 _SCORERS = {

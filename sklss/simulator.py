@@ -17,6 +17,7 @@ from ._validation import as_output_form, check_int, check_trajectories
 from .metrics import (
     autocorrelation,
     autocorrelation_timescales,
+    block_average,
     compare_distributions,
     vamp2_score,
 )
@@ -124,8 +125,27 @@ def _grid_timescales(trajs, step, n_blocks):
     if n_blocks <= 1:
         return ts, np.full_like(ts, np.nan)
     blocks = [[np.array_split(t, n_blocks)[b] for t in trajs] for b in range(n_blocks)]
-    values = np.array([fit(b) for b in blocks])
-    return ts, values.std(axis=0, ddof=1) / np.sqrt(n_blocks)
+    return ts, block_average([fit(b) for b in blocks])[1]
+
+
+def _relaxation_error(md, lss, lag_time):
+    """Relative error of the simulation's relaxation time of column 0 against the MD's.
+
+    ``md`` is in frames, ``lss`` in steps of ``lag_time`` frames. Where either cannot be
+    measured (trajectories too short for the lag), the error counts as 1, with a warning.
+    """
+    t_md = _grid_timescales([t[:, :1] for t in md], lag_time, 1)[0][0]
+    t_lss = _grid_timescales([t[:, :1] for t in lss], 1, 1)[0][0] * lag_time
+    if not (np.isfinite(t_md) and np.isfinite(t_lss)) or t_md <= 0:
+        warnings.warn(
+            f"The relaxation time could not be measured (MD {t_md}, simulation {t_lss} "
+            "frames): the held-out trajectories are too short for the lag time. The "
+            "score counts it as a 100 % timescale error.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return 1.0
+    return abs(t_lss / t_md - 1.0)
 
 
 class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
@@ -802,22 +822,17 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         :meth:`implied_timescales` (``space="observable"``).
         """
         md, lss = self._md_and_simulation(X, None, None, "observable")
-        md, lss = [t[:, :1] for t in md], [t[:, :1] for t in lss]
-        rmse = compare_distributions(np.concatenate(md), np.concatenate(lss), max_free_energy=5.0)[
-            "free_energy_rmse"
-        ]
-        t_md = _grid_timescales(md, self.lag_time_, 1)[0][0]
-        t_lss = _grid_timescales(lss, 1, 1)[0][0] * self.lag_time_
-        if not (np.isfinite(t_md) and np.isfinite(t_lss)) or t_md <= 0:
-            warnings.warn(
-                f"The relaxation time could not be measured (MD {t_md}, simulation {t_lss} "
-                "frames): the held-out trajectories are too short for the lag time. The "
-                "score counts it as a 100 % timescale error.",
-                UserWarning,
-                stacklevel=3,
-            )
-            return rmse + 1.0
-        return rmse + abs(t_lss / t_md - 1.0)
+        rmse = compare_distributions(
+            np.concatenate([t[:, 0] for t in md]),
+            np.concatenate([t[:, 0] for t in lss]),
+            max_free_energy=5.0,
+        )["free_energy_rmse"]
+        return rmse + _relaxation_error(md, lss, self.lag_time_)
+
+    def _timescale_error(self, X):
+        """Relative relaxation-time error on observable 0 (the ``timescale_error`` score)."""
+        md, lss = self._md_and_simulation(X, None, None, "observable")
+        return _relaxation_error(md, lss, self.lag_time_)
 
     def ck_test(
         self,
