@@ -65,6 +65,35 @@ def vamp2_from_covariances(C00, C0t, Ctt, epsilon=1e-6, n_components=None):
     return 1.0 + float(np.sum(s**2))
 
 
+def vac_decomposition(C00, C0t, Ctt=None, *, reversible=True, epsilon=1e-6):
+    """The linear VAC (or VAMP) solution: values and coefficients, largest first.
+
+    The one solver of the package. ``C00`` is whitened by ``W0 = inv_sqrt(C00, epsilon)``,
+    which drops directions with covariance eigenvalues at or below ``epsilon``. With
+    ``reversible``, the eigenvectors ``u`` of the symmetric ``K = W0.T @ C0t @ W0`` give the
+    eigenfunctions ``W0 @ u`` of ``C0t v = lambda C00 v``. Otherwise the left singular
+    vectors of ``W0.T @ C0t @ Wt`` (``Wt`` whitens ``Ctt``) give VAMP's left singular
+    functions, with the singular values.
+
+    Returns
+    -------
+    values : ndarray of shape (rank,)
+        Eigenvalues (reversible) or singular values, in descending order.
+    coef : ndarray of shape (n_features, rank)
+        Coefficients of the eigenfunctions (or singular functions) on the mean-free inputs;
+        ``rank`` is the number of directions kept by the whitening.
+    """
+    if reversible:
+        W0 = inv_sqrt(C00, epsilon)
+        K = W0.T @ C0t @ W0
+        lam, U = np.linalg.eigh(0.5 * (K + K.T))
+        order = np.argsort(lam)[::-1]
+        return lam[order], W0 @ U[:, order]
+    K, W0, _ = koopman_matrix(C00, C0t, C00 if Ctt is None else Ctt, epsilon)
+    U, s, _ = np.linalg.svd(K, full_matrices=False)
+    return s, W0 @ U
+
+
 def vac_eigenvalues(C00, C0t, *, reversible=True, epsilon=1e-6):
     """Eigenvalues of the transfer operator estimated from ``C0t v = lambda C00 v``.
 
@@ -87,11 +116,10 @@ def vac_eigenvalues(C00, C0t, *, reversible=True, epsilon=1e-6):
     eigenvalues : ndarray of shape (rank,)
         Real, or complex when ``reversible=False`` and some eigenvalues are complex.
     """
-    W0 = inv_sqrt(C00, epsilon)
-    K = W0.T @ C0t @ W0
     if reversible:
-        return np.linalg.eigvalsh(0.5 * (K + K.T))[::-1]
-    lam = np.linalg.eigvals(K)
+        return vac_decomposition(C00, C0t, epsilon=epsilon)[0]
+    W0 = inv_sqrt(C00, epsilon)
+    lam = np.linalg.eigvals(W0.T @ C0t @ W0)
     on_real_axis = np.imag(lam) == 0
     nonpositive = on_real_axis & (np.real(lam) <= 0)
     key = np.where(nonpositive, np.real(lam) - 1.0, np.abs(lam))

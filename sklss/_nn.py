@@ -1,4 +1,4 @@
-"""Torch pieces shared by every estimator: the MLP builder, seeding, devices and skorch nets."""
+"""Torch pieces every estimator shares: the MLP builder, torch seeding, devices, skorch nets."""
 
 import contextlib
 import warnings
@@ -7,7 +7,6 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping
 from torch import nn
@@ -51,21 +50,6 @@ def make_mlp(n_in, hidden_layer_sizes, n_out, *, activation="relu", batch_norm=F
         width = size
     layers.append(nn.Linear(width, n_out))
     return nn.Sequential(*layers)
-
-
-def derive_seeds(random_state, n=1):
-    """Derive ``n`` integer seeds from ``random_state`` without touching the global numpy RNG.
-
-    An int gives the same seeds every time; a ``RandomState`` instance is advanced, as in
-    scikit-learn; ``None`` draws fresh entropy from the operating system.
-    """
-    if random_state is None:
-        return [int(s) for s in np.random.SeedSequence().generate_state(n)]
-    if isinstance(random_state, Integral) and not isinstance(random_state, bool):
-        seq = np.random.SeedSequence(int(random_state))
-        return [int(s) for s in seq.generate_state(n)]
-    rng = check_random_state(random_state)
-    return [int(s) for s in rng.randint(0, 2**31 - 1, size=n)]
 
 
 @contextlib.contextmanager

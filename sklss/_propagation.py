@@ -8,7 +8,6 @@ trajectories step after step inside the box of its training data. What they shar
   writing into ``out``, the wall-hit rate and its warning);
 - ``BoxWalls``: reject-and-stay at the walls of the box, shared by the numpy samplers;
 - ``numpy_activation`` and ``numpy_layers``: a trained MLP as float32 numpy matrices;
-- ``training_callbacks``: the skorch callbacks every propagator trains with.
 """
 
 import warnings
@@ -16,13 +15,13 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from skorch.callbacks import LRScheduler, ProgressBar
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from ._checkpoint import checkpoint_callbacks
-from ._nn import FiniteLossGuard, SklssNet, best_epoch_stopping, derive_seeds
-from ._validation import check_trajectories, feature_mean_and_scale, lagged_pairs
+from ._nn import SklssNet
+from ._random import derive_seeds
+from ._training import fit_input_scaling
+from ._validation import check_trajectories
 
 # Frames per forward pass in predict and score_samples.
 INFERENCE_CHUNK = 65536
@@ -36,21 +35,6 @@ SINGLE_THREAD_ROWS = 2048
 # sample warns when more than this fraction of its draws is rejected at the walls of the
 # training box.
 WALL_HIT_WARNING_RATE = 0.01
-# Learning-rate factor applied when the monitored loss stalls.
-LR_DECAY = 0.3
-
-
-def both_directions(X0, Xt):
-    """The lagged pairs ``(X0, Xt)`` followed by the same pairs reversed in time."""
-    return np.concatenate([X0, Xt]), np.concatenate([Xt, X0])
-
-
-def check_pairs_exist(trajs, lag):
-    """Warn about trajectories too short for a lagged pair; raise if none is long enough.
-
-    ``lagged_pairs`` words both, on views of at most ``lag + 1`` frames, so nothing is copied.
-    """
-    lagged_pairs([t[: lag + 1] for t in trajs], lag)
 
 
 def check_n_steps(n_steps):
@@ -67,33 +51,6 @@ class LossOutputNet(SklssNet):
 
     def get_loss(self, y_pred, y_true=None, X=None, training=False):
         return self.criterion_(y_pred)
-
-
-def training_callbacks(estimator, name, monitor, trajs):
-    """Guard, learning-rate plateau, early stopping, progress bar and checkpoint, in order.
-
-    The checkpoint comes last, so that it holds what the other callbacks did in the epoch.
-    """
-    stopper = best_epoch_stopping(monitor, estimator.patience)
-    # Small steps late in training matter: the rare barrier-crossing tails of the density,
-    # which set the stationary populations, are only resolved once the noise of large
-    # steps is gone.
-    plateau = LRScheduler(
-        policy="ReduceLROnPlateau",
-        monitor=monitor,
-        factor=LR_DECAY,
-        patience=max(1, estimator.patience // 3),
-        threshold=1e-4,
-        threshold_mode="abs",
-    )
-    callbacks = [
-        ("guard", FiniteLossGuard(name)),
-        ("lr_plateau", plateau),
-        ("early_stopping", stopper),
-    ]
-    if estimator.verbose and estimator.verbose > 1:
-        callbacks.append(("progress", ProgressBar()))
-    return callbacks + checkpoint_callbacks(estimator, trajs)
 
 
 def numpy_activation(name, module):
@@ -219,18 +176,11 @@ class LatentPropagatorMixin:
     """
 
     def _fit_scaling(self, trajs):
-        mean, scale, constant = feature_mean_and_scale(trajs)
-        if len(constant) == len(scale):
-            raise ValueError(
-                "Every feature of X is constant: there are no dynamics to learn a transition "
-                "density from."
-            )
-        if len(constant):
-            warnings.warn(
-                f"Features {constant.tolist()} are constant; samples keep them at that value.",
-                UserWarning,
-                stacklevel=3,
-            )
+        mean, scale = fit_input_scaling(
+            trajs,
+            all_constant="there are no dynamics to learn a transition density from.",
+            constant="samples keep them at that value.",
+        )
         self.mean_ = mean
         self.scale_ = scale
         self.data_min_ = np.min([t.min(axis=0) for t in trajs], axis=0).astype(np.float64)

@@ -200,8 +200,16 @@ def lagged_pairs(trajs, lag_time, *, warn=True):
             UserWarning,
             stacklevel=3,
         )
-    X0 = np.concatenate([t[:-lag_time] for t in used])
-    Xt = np.concatenate([t[lag_time:] for t in used])
+    return stack_pairs(used, lag_time)
+
+
+def stack_pairs(trajs, lag_time):
+    """``lagged_pairs`` without its checks, for trajectories already known to be long enough.
+
+    Every trajectory must have more than ``lag_time`` frames.
+    """
+    X0 = np.concatenate([t[:-lag_time] for t in trajs])
+    Xt = np.concatenate([t[lag_time:] for t in trajs])
     return X0, Xt
 
 
@@ -347,11 +355,12 @@ def train_valid_pairs(
     if not any(len(t) > lag_time for t in train):
         train, valid = list(trajs), []
     transform = transform or (lambda t: t)
-    train_pairs = lagged_pairs([transform(t) for t in train], lag_time, warn=False)
+    train = [t for t in train if len(t) > lag_time]
+    train_pairs = stack_pairs([transform(t) for t in train], lag_time)
     valid = [t for t in valid if len(t) > lag_time]
     valid_pairs = None
     if valid:
-        pairs = lagged_pairs([transform(t) for t in valid], lag_time, warn=False)
+        pairs = stack_pairs([transform(t) for t in valid], lag_time)
         if len(pairs[0]) >= min_valid_pairs:
             valid_pairs = pairs
     if valid_pairs is None and fraction > 0:

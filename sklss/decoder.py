@@ -9,26 +9,20 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import PassthroughScoring, ProgressBar
-from skorch.dataset import Dataset, unpack_data
-from skorch.helper import predefined_split
+from skorch.callbacks import PassthroughScoring
+from skorch.dataset import unpack_data
 from torch import nn
 
-from ._checkpoint import checkpoint_callbacks
 from ._compat import Interval, StrOptions, _fit_context
 from ._nn import (
     ACTIVATIONS,
-    FiniteLossGuard,
     NonFiniteLossError,
     SklssNet,
-    TensorBatchLoader,
-    check_hidden_layer_sizes,
-    derive_seeds,
-    fit_net,
     history_to_dict,
     make_mlp,
-    resolve_device,
 )
+from ._random import derive_seeds
+from ._training import build_net, standard_callbacks, start_fit, train
 from ._validation import (
     as_output_form,
     check_paired_targets,
@@ -446,11 +440,9 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
         -------
         self : CWGANDecoder
         """
-        trajs, is_list = check_trajectories(self, X, reset=True)
-        targets, y_1d = check_paired_targets(self, y, trajs, is_list)
-        hidden = check_hidden_layer_sizes(self.hidden_layer_sizes)
-        device = resolve_device(self.device)
-        (seed,) = derive_seeds(self.random_state, 1)
+        setup = start_fit(self, X)
+        trajs = setup.trajs
+        targets, y_1d = check_paired_targets(self, y, trajs, setup.is_list)
 
         self._x_mean, self._x_scale, _ = feature_mean_and_scale(trajs)
         self._y_mean, self._y_whiten, self._y_color = _fit_whitening(targets)
@@ -463,34 +455,42 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
             np.hstack([self._scale_x(x), self._whiten(y).astype(np.float32)])
             for x, y in zip(trajs, targets)
         ]
-        train, valid = split_train_valid(joined, self.validation_fraction, 0)
-        train = np.concatenate(train)
-        valid_ds = None
+        train_frames, valid = split_train_valid(joined, self.validation_fraction, 0)
+        train_frames = np.concatenate(train_frames)
         if valid:
             valid = np.concatenate(valid)
-            valid_ds = Dataset({"x": valid[:, :n_cond], "y": valid[:, n_cond:]}, None)
-        elif self.validation_fraction > 0:
-            warnings.warn(
-                "Too few frames to hold out a validation block; history_['valid_wasserstein'] "
-                "is not recorded.",
-                UserWarning,
-                stacklevel=2,
-            )
-
-        callbacks = [
+            valid = {"x": valid[:, :n_cond], "y": valid[:, n_cond:]}
+        else:
+            valid = None
+            if self.validation_fraction > 0:
+                warnings.warn(
+                    "Too few frames to hold out a validation block; "
+                    "history_['valid_wasserstein'] is not recorded.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        scores = [
             ("critic_loss", PassthroughScoring("critic_loss", on_train=True)),
             (
                 "train_wasserstein",
                 PassthroughScoring("train_wasserstein", lower_is_better=False, on_train=True),
             ),
-            ("guard", FiniteLossGuard("CWGANDecoder generator")),
         ]
-        if self.verbose:
-            callbacks.append(("progress", ProgressBar()))
-        # Last, so that a checkpoint holds what the other callbacks did in the epoch.
-        callbacks += checkpoint_callbacks(self, trajs, targets)
-        arch = {"hidden_layer_sizes": hidden, "activation": self.activation}
-        net = _CWGANNet(
+        callbacks = standard_callbacks(
+            self, "CWGANDecoder generator", trajs, targets, extra=scores, progress_from=1
+        )
+        arch = {"hidden_layer_sizes": setup.hidden, "activation": self.activation}
+        net = build_net(
+            _CWGANNet,
+            self,
+            callbacks=callbacks,
+            n_train=len(train_frames),
+            valid=valid,
+            device=setup.device,
+            lr=self.generator_learning_rate,
+            valid_batch_size=_DECODE_CHUNK,
+            # One batch of the iterator feeds the n_critic critic updates of one generator step.
+            batch_size=self.n_critic * self.batch_size,
             module=_Generator,
             module__n_conditions=n_cond,
             module__noise_dim=self.noise_dim,
@@ -501,27 +501,14 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
             **{f"critic__{k}": v for k, v in arch.items()},
             criterion=_WassersteinGP,
             criterion__penalty_weight=self.gradient_penalty,
-            optimizer=torch.optim.Adam,
-            lr=self.generator_learning_rate,
             optimizer__betas=_ADAM_BETAS,
             critic_optimizer__lr=self.critic_learning_rate,
             critic_optimizer__betas=_ADAM_BETAS,
             n_critic=self.n_critic,
             ema_decay=self.ema_decay,
-            max_epochs=self.max_epochs,
-            # One batch of the iterator feeds the n_critic critic updates of one generator step.
-            batch_size=min(self.n_critic * self.batch_size, len(train)),
-            iterator_train=TensorBatchLoader,
-            iterator_train__shuffle=True,
-            iterator_valid=TensorBatchLoader,
-            iterator_valid__batch_size=_DECODE_CHUNK,
-            train_split=predefined_split(valid_ds) if valid_ds is not None else None,
-            callbacks=callbacks,
-            device=device,
-            verbose=int(self.verbose),
         )
-        train_ds = Dataset({"x": train[:, :n_cond], "y": train[:, n_cond:]}, None)
-        fit_net(net, train_ds, seed, device)
+        frames = {"x": train_frames[:, :n_cond], "y": train_frames[:, n_cond:]}
+        train(net, frames, setup.seeds[0], setup.device)
         self.net_ = net
         self.history_ = history_to_dict(
             net.history,

@@ -10,40 +10,39 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import ProgressBar
-from skorch.dataset import Dataset
-from skorch.helper import predefined_split
 from torch import nn
 
-from ._checkpoint import checkpoint_callbacks
 from ._compat import Interval, StrOptions, _fit_context
 from ._covariance import (
     covariances_from_moments,
-    inv_sqrt,
     lagged_covariances,
     lagged_moments,
+    vac_decomposition,
     vac_eigenvalues,
 )
 from ._nn import (
     ACTIVATIONS,
-    FiniteLossGuard,
     SklssNet,
-    TensorBatchLoader,
-    best_epoch_stopping,
-    check_hidden_layer_sizes,
-    derive_seeds,
-    fit_net,
     history_to_dict,
     make_mlp,
-    resolve_device,
+)
+from ._random import derive_seeds
+from ._training import (
+    build_net,
+    count_pairs,
+    fit_input_scaling,
+    monitor_for,
+    standard_callbacks,
+    start_fit,
+    train,
+    training_pairs,
 )
 from ._validation import (
     as_output_form,
     check_lag_time,
     check_trajectories,
-    feature_mean_and_scale,
     lagged_pairs,
-    train_valid_pairs,
+    stack_pairs,
 )
 from .metrics import eigenvalue_noise_floor, timescales_from_eigenvalues, vamp2_score
 
@@ -353,9 +352,8 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         -------
         self : SRVTransformer
         """
-        trajs, _ = check_trajectories(self, X, reset=True)
-        lag = check_lag_time(self.lag_time)
-        hidden = check_hidden_layer_sizes(self.hidden_layer_sizes)
+        setup = start_fit(self, X)
+        trajs, lag = setup.trajs, self.lag_time
         n_basis = self._basis_size()
         if self.batch_size <= n_basis:
             raise ValueError(
@@ -363,59 +361,45 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
                 f"covariance of the basis: it must be at least n_basis + 1 = {n_basis + 1}."
             )
         # Raises with lag_time and the longest length when no pairs exist; warns on skips.
-        X0_all, Xt_all = lagged_pairs(trajs, lag)
-        if len(X0_all) <= n_basis:
+        n_pairs = count_pairs(trajs, lag)
+        if n_pairs <= n_basis:
             raise ValueError(
                 f"n_components={self.n_components} (basis size {n_basis}) is too large for "
-                f"{len(X0_all)} lagged pairs: the basis size must be below the number of pairs."
+                f"{n_pairs} lagged pairs: the basis size must be below the number of pairs."
             )
-        self._fit_input_scaling(trajs)
-        device = resolve_device(self.device)
-        (net_seed,) = derive_seeds(self.random_state, 1)
-
-        (X0, Xt), valid = train_valid_pairs(
+        self._input_mean, self._input_scale = fit_input_scaling(
             trajs,
-            self.validation_fraction,
+            all_constant="there is no variance to learn slow coordinates from.",
+            constant="they carry no information.",
+        )
+        (X0, Xt), valid = training_pairs(
+            trajs,
             lag,
+            self.validation_fraction,
             transform=self._scale,
             min_valid_pairs=n_basis + 2,
             monitored="VAMP-2",
         )
-        valid_ds = None if valid is None else Dataset({"x0": valid[0], "xt": valid[1]}, None)
-
-        monitor = "valid_loss" if valid_ds is not None else "train_loss"
-        callbacks = [
-            ("guard", FiniteLossGuard("SRVTransformer")),
-            ("early_stopping", best_epoch_stopping(monitor, self.patience)),
-        ]
-        if self.verbose and self.verbose > 1:
-            callbacks.append(("progress", ProgressBar()))
-        # Last, so that a checkpoint holds what the other callbacks did in the epoch.
-        callbacks += checkpoint_callbacks(self, trajs)
-        net = _SRVNet(
+        net = build_net(
+            _SRVNet,
+            self,
+            callbacks=standard_callbacks(self, "SRVTransformer", trajs, monitor=monitor_for(valid)),
+            n_train=len(X0),
+            valid=valid,
+            device=setup.device,
+            lr=self.learning_rate,
+            valid_batch_size=-1,
             module=_Lobe,
             module__n_features=self.n_features_in_,
-            module__hidden_layer_sizes=hidden,
+            module__hidden_layer_sizes=setup.hidden,
             module__n_outputs=n_basis,
             module__activation=self.activation,
             module__batch_norm=self.batch_norm,
             criterion=_NegativeVAMP2,
             criterion__reversible=self.reversible,
             criterion__epsilon=self.epsilon,
-            optimizer=torch.optim.Adam,
-            lr=self.learning_rate,
-            max_epochs=self.max_epochs,
-            batch_size=min(self.batch_size, len(X0)),
-            iterator_train=TensorBatchLoader,
-            iterator_train__shuffle=True,
-            iterator_valid=TensorBatchLoader,
-            iterator_valid__batch_size=-1,
-            train_split=predefined_split(valid_ds) if valid_ds is not None else None,
-            callbacks=callbacks,
-            device=device,
-            verbose=int(self.verbose),
         )
-        self.net_ = fit_net(net, Dataset({"x0": X0, "xt": Xt}, None), net_seed, device)
+        self.net_ = train(net, {"x0": X0, "xt": Xt}, setup.seeds[0], setup.device)
         self.history_ = history_to_dict(
             net.history,
             {"train_loss": ("train_vamp2", -1.0), "valid_loss": ("valid_vamp2", -1.0)},
@@ -434,22 +418,6 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
                 )
             return self.n_basis
         return _AUTO_BASIS_SIZE if self.n_components == "auto" else self.n_components
-
-    def _fit_input_scaling(self, trajs):
-        mean, scale, constant = feature_mean_and_scale(trajs)
-        if len(constant) == len(scale):
-            raise ValueError(
-                "Every feature of X is constant: there is no variance to learn slow "
-                "coordinates from."
-            )
-        if len(constant):
-            warnings.warn(
-                f"Features {constant.tolist()} are constant and carry no information.",
-                UserWarning,
-                stacklevel=3,
-            )
-        self._input_mean = mean
-        self._input_scale = scale
 
     def _scale(self, traj):
         return ((traj - self._input_mean) / self._input_scale).astype(np.float32)
@@ -476,10 +444,12 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
 
     def _fit_vac(self, trajs, lag):
         basis = [self._basis(t, exact=False) for t in trajs]
-        F0, Ft = lagged_pairs(basis, lag, warn=False)
+        F0, Ft = stack_pairs([b for b in basis if len(b) > lag], lag)
         C00, C0t, Ctt, mean0, _ = lagged_covariances(F0, Ft, reversible=self.reversible)
-        W0 = inv_sqrt(C00, self.epsilon)
-        rank = W0.shape[1]
+        lam, coef = vac_decomposition(
+            C00, C0t, Ctt, reversible=self.reversible, epsilon=self.epsilon
+        )
+        rank = coef.shape[1]
         if rank < C00.shape[0]:
             warnings.warn(
                 f"The learned basis has numerical rank {rank} of {C00.shape[0]}; directions with "
@@ -487,14 +457,6 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
-        if self.reversible:
-            lam, U = np.linalg.eigh(W0.T @ C0t @ W0)
-            order = np.argsort(lam)[::-1]
-            lam, U = lam[order], U[:, order]
-        else:
-            Wt = inv_sqrt(Ctt, self.epsilon)
-            U, lam, _ = np.linalg.svd(W0.T @ C0t @ Wt, full_matrices=False)
-        coef = W0 @ U
         floor = eigenvalue_noise_floor(len(F0), rank)
         if self.n_components == "auto":
             m = _components_at_largest_gap(lam, floor)

@@ -8,21 +8,14 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
-from skorch.dataset import Dataset, unpack_data
-from skorch.helper import predefined_split
+from skorch.dataset import unpack_data
 from torch import nn
 
 from ._compat import Interval, StrOptions, _fit_context
 from ._nn import (
     ACTIVATIONS,
-    NonFiniteLossError,
-    TensorBatchLoader,
-    check_hidden_layer_sizes,
-    derive_seeds,
-    fit_net,
     history_to_dict,
     make_mlp,
-    resolve_device,
 )
 from ._propagation import (
     INFERENCE_CHUNK,
@@ -30,12 +23,18 @@ from ._propagation import (
     BoxWalls,
     LatentPropagatorMixin,
     LossOutputNet,
-    both_directions,
-    check_pairs_exist,
     numpy_layers,
-    training_callbacks,
 )
-from ._validation import as_output_form, check_lag_time, check_trajectories, train_valid_pairs
+from ._training import (
+    build_net,
+    count_pairs,
+    monitor_for,
+    standard_callbacks,
+    start_fit,
+    train,
+    training_pairs,
+)
+from ._validation import as_output_form, check_lag_time, check_trajectories
 
 # Interpolation times per lagged pair at which score_samples averages the bridge loss, and the
 # seed of the noise it uses there (fixed, so that scores are deterministic).
@@ -488,55 +487,41 @@ class InterpolantPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         -------
         self : InterpolantPropagator
         """
-        trajs, _ = check_trajectories(self, X, reset=True)
-        lag = check_lag_time(self.lag_time)
-        hidden = check_hidden_layer_sizes(self.hidden_layer_sizes)
-        check_pairs_exist(trajs, lag)
+        setup = start_fit(self, X, n_seeds=2)
+        trajs, (net_seed, valid_seed) = setup.trajs, setup.seeds
+        count_pairs(trajs, self.lag_time)
         self._fit_scaling(trajs)
-        device = resolve_device(self.device)
-        net_seed, valid_seed = derive_seeds(self.random_state, 2)
-
-        (X0, Xt), valid = train_valid_pairs(
-            trajs, self.validation_fraction, lag, transform=self._scale, monitored="loss"
+        (X0, Xt), valid = training_pairs(
+            trajs,
+            self.lag_time,
+            self.validation_fraction,
+            transform=self._scale,
+            monitored="loss",
+            reversible=self.reversible,
         )
-        if self.reversible:
-            X0, Xt = both_directions(X0, Xt)
-            if valid is not None:
-                valid = both_directions(*valid)
         variance = _conditional_variance(X0, Xt, valid_seed)
         self.bridge_variance_ = self.noise_scale * variance * self.scale_**2
-        valid_ds = None
-        if valid is not None:
-            valid_ds = Dataset(_fixed_draws(*valid, valid_seed), None)
-
-        monitor = "valid_loss" if valid_ds is not None else "train_loss"
-        callbacks = training_callbacks(self, "InterpolantPropagator", monitor, trajs)
-        net = _InterpolantNet(
+        monitor = monitor_for(valid)
+        net = build_net(
+            _InterpolantNet,
+            self,
+            callbacks=standard_callbacks(
+                self, "InterpolantPropagator", trajs, monitor=monitor, lr_plateau=True
+            ),
+            n_train=len(X0),
+            # The held-out loss is taken at fixed draws, so that epochs compare.
+            valid=None if valid is None else _fixed_draws(valid["x0"], valid["xt"], valid_seed),
+            device=setup.device,
+            lr=self.learning_rate,
+            valid_batch_size=INFERENCE_CHUNK,
             module=_BridgeModule,
             module__n_features=self.n_features_in_,
-            module__hidden_layer_sizes=hidden,
+            module__hidden_layer_sizes=setup.hidden,
             module__activation=self.activation,
             module__bridge_variance=tuple((self.noise_scale * variance).tolist()),
             criterion=_MeanLoss,
-            optimizer=torch.optim.Adam,
-            lr=self.learning_rate,
-            max_epochs=self.max_epochs,
-            batch_size=min(self.batch_size, len(X0)),
-            iterator_train=TensorBatchLoader,
-            iterator_train__shuffle=True,
-            iterator_valid=TensorBatchLoader,
-            iterator_valid__batch_size=INFERENCE_CHUNK,
-            train_split=predefined_split(valid_ds) if valid_ds is not None else None,
-            callbacks=callbacks,
-            device=device,
-            verbose=int(self.verbose),
         )
-        fit_net(net, Dataset({"x0": X0, "xt": Xt}, None), net_seed, device)
-        if not all(torch.isfinite(p).all() for p in net.module_.parameters()):
-            raise NonFiniteLossError(
-                f"InterpolantPropagator: the network's weights are not finite after "
-                f"{len(net.history)} epochs. Lower the learning rate."
-            )
+        train(net, {"x0": X0, "xt": Xt}, net_seed, setup.device, component="InterpolantPropagator")
         self.net_ = net
         self.history_ = history_to_dict(
             net.history, {"train_loss": ("train_loss", 1.0), "valid_loss": ("valid_loss", 1.0)}
@@ -591,7 +576,7 @@ class InterpolantPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         check_is_fitted(self)
         trajs, is_list = check_trajectories(self, X, reset=False)
         lag = check_lag_time(self.lag_time)
-        check_pairs_exist(trajs, lag)
+        count_pairs(trajs, lag)
         K = _SCORE_TIMES
         times = (np.arange(K, dtype=np.float32) + 0.5) / K
         variance = torch.as_tensor(self.scale_**2)

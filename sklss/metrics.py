@@ -6,6 +6,7 @@ Time is counted in frames unless a ``dt`` is given. Free energies are in units o
 import numpy as np
 
 from ._covariance import lagged_covariances, vac_eigenvalues, vamp2_from_covariances
+from ._random import seed_entropy
 from ._validation import as_float_trajectories, check_lag_time, is_trajectory_list, lagged_pairs
 from .markov import markov_timescales  # noqa: F401  (public here too, for compatibility)
 
@@ -302,7 +303,7 @@ def implied_timescales_vs_lag(
         # The estimator's own deterministic default at every lag.
         seeds = [None] * len(lags)
     else:
-        entropy = _seed_entropy(random_state)
+        entropy = seed_entropy(random_state)
         seeds = [int(s) for s in np.random.SeedSequence(entropy).generate_state(len(lags))]
     results, fitted = [], []
     for lag, seed in zip(lags, seeds, strict=True):
@@ -337,15 +338,6 @@ def implied_timescales_vs_lag(
         **{key: stack(key) for key in keys},
         estimators=fitted if X_train is not None else None,
     )
-
-
-def _seed_entropy(random_state):
-    """An integer seed from an int or a ``RandomState`` (advanced, as in scikit-learn)."""
-    from sklearn.utils import check_random_state
-
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return int(random_state)
-    return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
 def autocorrelation(X, max_lag):

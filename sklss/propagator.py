@@ -9,21 +9,13 @@ import torch
 from scipy.special import ndtr
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
-from skorch.dataset import Dataset
-from skorch.helper import predefined_split
 from torch import nn
 
 from ._compat import Interval, StrOptions, _fit_context
 from ._nn import (
     ACTIVATIONS,
-    NonFiniteLossError,
-    TensorBatchLoader,
-    check_hidden_layer_sizes,
-    derive_seeds,
-    fit_net,
     history_to_dict,
     make_mlp,
-    resolve_device,
 )
 from ._propagation import (
     INFERENCE_CHUNK,
@@ -31,19 +23,24 @@ from ._propagation import (
     BoxWalls,
     LatentPropagatorMixin,
     LossOutputNet,
-    both_directions,
-    check_pairs_exist,
     numpy_layers,
-    training_callbacks,
 )
 from ._propagation import (
     WALL_HIT_WARNING_RATE as WALL_HIT_WARNING_RATE,  # public here too
+)
+from ._training import (
+    build_net,
+    count_pairs,
+    monitor_for,
+    standard_callbacks,
+    start_fit,
+    train,
+    training_pairs,
 )
 from ._validation import (
     as_output_form,
     check_lag_time,
     check_trajectories,
-    train_valid_pairs,
 )
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -485,56 +482,39 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         -------
         self : MDNPropagator
         """
-        trajs, _ = check_trajectories(self, X, reset=True)
-        lag = check_lag_time(self.lag_time)
-        hidden = check_hidden_layer_sizes(self.hidden_layer_sizes)
-        check_pairs_exist(trajs, lag)
+        setup = start_fit(self, X)
+        trajs = setup.trajs
+        count_pairs(trajs, self.lag_time)
         self._fit_scaling(trajs)
-        device = resolve_device(self.device)
-        (net_seed,) = derive_seeds(self.random_state, 1)
-
-        (X0, Xt), valid = train_valid_pairs(
+        (X0, Xt), valid = training_pairs(
             trajs,
+            self.lag_time,
             self.validation_fraction,
-            lag,
             transform=self._scale,
             monitored="log-likelihood",
+            reversible=self.reversible,
         )
-        if self.reversible:
-            X0, Xt = both_directions(X0, Xt)
-            if valid is not None:
-                valid = both_directions(*valid)
-        valid_ds = None if valid is None else Dataset({"x0": valid[0], "xt": valid[1]}, None)
-
-        monitor = "valid_loss" if valid_ds is not None else "train_loss"
-        callbacks = training_callbacks(self, "MDNPropagator", monitor, trajs)
-        net = _MDNNet(
+        monitor = monitor_for(valid)
+        net = build_net(
+            _MDNNet,
+            self,
+            callbacks=standard_callbacks(
+                self, "MDNPropagator", trajs, monitor=monitor, lr_plateau=True
+            ),
+            n_train=len(X0),
+            valid=valid,
+            device=setup.device,
+            lr=self.learning_rate,
+            valid_batch_size=INFERENCE_CHUNK,
             module=_MixtureDensityModule,
             module__n_features=self.n_features_in_,
-            module__hidden_layer_sizes=hidden,
+            module__hidden_layer_sizes=setup.hidden,
             module__n_kernels=self.n_kernels,
             module__activation=self.activation,
             module__sigma_floor=self.sigma_floor,
             criterion=_NegativeLogLikelihood,
-            optimizer=torch.optim.Adam,
-            lr=self.learning_rate,
-            max_epochs=self.max_epochs,
-            batch_size=min(self.batch_size, len(X0)),
-            iterator_train=TensorBatchLoader,
-            iterator_train__shuffle=True,
-            iterator_valid=TensorBatchLoader,
-            iterator_valid__batch_size=INFERENCE_CHUNK,
-            train_split=predefined_split(valid_ds) if valid_ds is not None else None,
-            callbacks=callbacks,
-            device=device,
-            verbose=int(self.verbose),
         )
-        fit_net(net, Dataset({"x0": X0, "xt": Xt}, None), net_seed, device)
-        if not all(torch.isfinite(p).all() for p in net.module_.parameters()):
-            raise NonFiniteLossError(
-                f"MDNPropagator: the network's weights are not finite after {len(net.history)} "
-                "epochs. Lower the learning rate."
-            )
+        train(net, {"x0": X0, "xt": Xt}, setup.seeds[0], setup.device, component="MDNPropagator")
         self.net_ = net
         # history in data units: the scaled log-likelihood less the log-Jacobian of scaling.
         log_jacobian = float(np.sum(np.log(self.scale_)))
@@ -591,7 +571,7 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         check_is_fitted(self)
         trajs, is_list = check_trajectories(self, X, reset=False)
         lag = check_lag_time(self.lag_time)
-        check_pairs_exist(trajs, lag)
+        count_pairs(trajs, lag)
         log_jacobian = float(np.sum(np.log(self.scale_)))
         out = []
         for i, t in enumerate(trajs):

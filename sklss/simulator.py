@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
-from ._nn import derive_seeds
+from ._random import derive_seeds
 from ._validation import as_output_form, check_int, check_trajectories
 from .metrics import (
     autocorrelation,

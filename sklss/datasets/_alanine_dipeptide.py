@@ -13,11 +13,11 @@ import os
 import tempfile
 import warnings
 from importlib import resources
-from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 
+from .._random import seed_entropy, spawn_seeds
 from .._trajectory_files import import_md
 from ._base import check_int, check_positive
 
@@ -73,29 +73,8 @@ def _seeds(random_state, n_trajectories):
     reuses the cached trajectories of a shorter one. Returns ``None`` as the cache tag when
     ``random_state`` is None (fresh entropy, nothing cached).
     """
-    if random_state is None:
-        entropy, tag = np.random.SeedSequence().entropy, None
-    elif isinstance(random_state, Integral) and not isinstance(random_state, bool):
-        if not 0 <= random_state < 2**32:
-            raise ValueError(
-                "The 'random_state' parameter must be None, an int in the range [0, 2**32) or "
-                f"a numpy RandomState or Generator. Got {random_state!r}."
-            )
-        entropy = tag = int(random_state)
-    elif isinstance(random_state, np.random.RandomState):
-        entropy = tag = int(random_state.randint(0, 2**31 - 1))
-    elif isinstance(random_state, np.random.Generator):
-        entropy = tag = int(random_state.integers(0, 2**31 - 1))
-    else:
-        raise ValueError(
-            "The 'random_state' parameter must be None, an int in the range [0, 2**32) or a "
-            f"numpy RandomState or Generator. Got {random_state!r}."
-        )
-    seeds = []
-    for i in range(n_trajectories):
-        state = np.random.SeedSequence(entropy, spawn_key=(i,)).generate_state(2)
-        seeds.append(tuple(int(s) % (2**31 - 2) + 1 for s in state))
-    return seeds, tag
+    entropy = seed_entropy(random_state)
+    return spawn_seeds(entropy, n_trajectories, 2), None if random_state is None else entropy
 
 
 def _build_system(app, unit, topology, *, hydrogen_mass):

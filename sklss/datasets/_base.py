@@ -1,9 +1,10 @@
 """Shared helpers of the toy-system generators: argument checks, random streams, sampling."""
 
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 
+from .._random import check_rng  # noqa: F401  (used by the generators)
 from .._validation import check_int  # noqa: F401  (used by the generators)
 
 
@@ -21,29 +22,6 @@ def check_positive(name, value, *, allow_zero=False):
             f"The '{name}' parameter must be a finite float in the range {bound}. Got {value!r}."
         )
     return float(value)
-
-
-def check_rng(random_state):
-    """Random stream for ``random_state``, never numpy's global one.
-
-    ``None`` gives a generator seeded from fresh operating-system entropy, an int a generator
-    seeded with it (the same stream every time), and a ``RandomState`` or ``Generator``
-    instance is used (and advanced) as it is.
-    """
-    if random_state is None:
-        return np.random.default_rng()
-    if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
-        return random_state
-    if (
-        isinstance(random_state, Integral)
-        and not isinstance(random_state, bool)
-        and 0 <= random_state < 2**32
-    ):
-        return np.random.default_rng(int(random_state))
-    raise ValueError(
-        "The 'random_state' parameter must be None, an int in the range [0, 2**32), a "
-        f"numpy RandomState or a numpy Generator. Got {random_state!r}."
-    )
 
 
 def check_start(name, value, n_trajectories, n_dim):

@@ -1,0 +1,231 @@
+"""The training skeleton that every estimator's ``fit`` runs on.
+
+A ``fit`` of sklss reads as the estimator's own decisions and nothing else:
+
+1. :func:`start_fit` validates the data, the hidden layers and the device, and derives the
+   seeds (one ``random_state`` gives the same fit in any process);
+2. :func:`fit_input_scaling` standardises the features, warning about constant ones;
+3. :func:`training_pairs` builds the time-lagged pairs once: the counts are checked from
+   the trajectory lengths, the trajectories are split into training and held-out blocks,
+   scaled, and paired (in both directions for a reversible model);
+4. :func:`build_net` assembles the skorch net with what every sklss net shares: Adam, whole
+   batches sliced from tensors (``TensorBatchLoader``), the held-out blocks as the
+   validation set, and :func:`standard_callbacks` (the finite-loss guard, an optional
+   learning-rate plateau, early stopping with the best weights restored, a progress bar, and
+   the checkpoint last);
+5. :func:`train` fits it reproducibly (seeded, one thread, TF32 off) and refuses weights
+   that are not finite.
+
+The estimator supplies its module, its criterion and what it records afterwards.
+"""
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.utils import Bunch
+from skorch.callbacks import LRScheduler, ProgressBar
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+
+from ._checkpoint import checkpoint_callbacks
+from ._nn import (
+    FiniteLossGuard,
+    NonFiniteLossError,
+    TensorBatchLoader,
+    best_epoch_stopping,
+    check_hidden_layer_sizes,
+    fit_net,
+    resolve_device,
+)
+from ._random import derive_seeds
+from ._validation import (
+    check_trajectories,
+    feature_mean_and_scale,
+    lagged_pairs,
+    train_valid_pairs,
+)
+
+# Learning-rate factor applied when the monitored loss stalls (with ``lr_plateau``).
+LR_DECAY = 0.3
+
+
+def start_fit(estimator, X, *, n_seeds=1):
+    """Validate what every ``fit`` starts from.
+
+    Returns
+    -------
+    setup : sklearn.utils.Bunch
+        ``trajs`` (the validated trajectories; ``n_features_in_`` is set), ``is_list``,
+        ``hidden`` (the hidden layer sizes as a tuple), ``device`` and ``seeds`` (``n_seeds``
+        ints derived from ``random_state``).
+    """
+    trajs, is_list = check_trajectories(estimator, X, reset=True)
+    return Bunch(
+        trajs=trajs,
+        is_list=is_list,
+        hidden=check_hidden_layer_sizes(estimator.hidden_layer_sizes),
+        device=resolve_device(estimator.device),
+        seeds=derive_seeds(estimator.random_state, n_seeds),
+    )
+
+
+def fit_input_scaling(trajs, *, all_constant, constant):
+    """Per-feature mean and scale of ``trajs``; constant features keep a scale of 1.
+
+    ``all_constant`` ends the error raised when no feature varies and ``constant`` the
+    warning that names the constant ones.
+    """
+    mean, scale, fixed = feature_mean_and_scale(trajs)
+    if len(fixed) == len(scale):
+        raise ValueError(f"Every feature of X is constant: {all_constant}")
+    if len(fixed):
+        warnings.warn(
+            f"Features {fixed.tolist()} are constant; {constant}", UserWarning, stacklevel=3
+        )
+    return mean, scale
+
+
+def count_pairs(trajs, lag_time):
+    """Number of time-lagged pairs in ``trajs``, from their lengths alone.
+
+    Raises when no trajectory is longer than ``lag_time`` and warns about the ones skipped,
+    with the wording of :func:`sklss._validation.lagged_pairs` (which runs on views of at most
+    ``lag_time + 1`` frames, so nothing is copied).
+    """
+    lagged_pairs([t[: lag_time + 1] for t in trajs], lag_time)
+    return sum(max(0, len(t) - lag_time) for t in trajs)
+
+
+def training_pairs(
+    trajs,
+    lag_time,
+    validation_fraction,
+    *,
+    transform,
+    monitored,
+    min_valid_pairs=1,
+    reversible=False,
+):
+    """The lagged pairs of one fit, built once: training pairs and held-out pairs.
+
+    Held-out blocks come from :func:`sklss._validation.train_valid_pairs`; ``transform`` (the
+    input scaling) is applied to each part before pairing. With ``reversible`` each set is
+    followed by its time reverse.
+
+    Returns
+    -------
+    train : tuple of ndarray
+        ``(X0, Xt)``.
+    valid : dict of ndarray or None
+        ``{"x0": V0, "xt": Vt}``, or ``None`` without validation data.
+    """
+    (X0, Xt), valid = train_valid_pairs(
+        trajs,
+        validation_fraction,
+        lag_time,
+        transform=transform,
+        min_valid_pairs=min_valid_pairs,
+        monitored=monitored,
+    )
+    if reversible:
+        X0, Xt = both_directions(X0, Xt)
+        if valid is not None:
+            valid = both_directions(*valid)
+    return (X0, Xt), None if valid is None else {"x0": valid[0], "xt": valid[1]}
+
+
+def both_directions(X0, Xt):
+    """The lagged pairs ``(X0, Xt)`` followed by the same pairs reversed in time."""
+    return np.concatenate([X0, Xt]), np.concatenate([Xt, X0])
+
+
+def standard_callbacks(
+    estimator, component, *data, monitor=None, lr_plateau=False, extra=(), progress_from=2
+):
+    """The callbacks of an sklss net, in order.
+
+    The finite-loss guard; ``extra`` (named callbacks of the estimator's own); with
+    ``lr_plateau``, a learning-rate cut by ``LR_DECAY`` when ``monitor`` stalls for a third of
+    the patience; with a ``monitor``, early stopping that restores the best epoch; a progress
+    bar at ``verbose >= progress_from``; and the checkpoint of ``data`` last, so that it holds
+    what the other callbacks did in the epoch.
+    """
+    callbacks = [("guard", FiniteLossGuard(component)), *extra]
+    if lr_plateau:
+        # Small steps late in training matter: the rare barrier-crossing tails of the density,
+        # which set the stationary populations, are only resolved once the noise of large
+        # steps is gone.
+        plateau = LRScheduler(
+            policy="ReduceLROnPlateau",
+            monitor=monitor,
+            factor=LR_DECAY,
+            patience=max(1, estimator.patience // 3),
+            threshold=1e-4,
+            threshold_mode="abs",
+        )
+        callbacks.append(("lr_plateau", plateau))
+    if monitor is not None:
+        callbacks.append(("early_stopping", best_epoch_stopping(monitor, estimator.patience)))
+    if estimator.verbose and estimator.verbose >= progress_from:
+        callbacks.append(("progress", ProgressBar()))
+    return callbacks + checkpoint_callbacks(estimator, *data)
+
+
+def monitor_for(valid):
+    """The loss early stopping watches: held-out when there is a held-out set."""
+    return "train_loss" if valid is None else "valid_loss"
+
+
+def build_net(
+    net_class,
+    estimator,
+    *,
+    callbacks,
+    n_train,
+    valid,
+    device,
+    lr,
+    valid_batch_size,
+    batch_size=None,
+    **params,
+):
+    """An sklss skorch net with the settings every estimator shares.
+
+    Adam at ``lr``; training batches of ``batch_size`` (default the estimator's) rows, at most
+    ``n_train``, sliced from tensors; the dict of arrays ``valid`` as the validation set (none
+    when ``None``), evaluated in batches of ``valid_batch_size``. ``params`` are the net's own
+    (module, criterion and their arguments).
+    """
+    batch_size = estimator.batch_size if batch_size is None else batch_size
+    split = None if valid is None else predefined_split(Dataset(valid, None))
+    return net_class(
+        optimizer=torch.optim.Adam,
+        lr=lr,
+        max_epochs=estimator.max_epochs,
+        batch_size=min(batch_size, n_train),
+        iterator_train=TensorBatchLoader,
+        iterator_train__shuffle=True,
+        iterator_valid=TensorBatchLoader,
+        iterator_valid__batch_size=valid_batch_size,
+        train_split=split,
+        callbacks=callbacks,
+        device=device,
+        verbose=int(estimator.verbose),
+        **params,
+    )
+
+
+def train(net, data, seed, device, *, component=None):
+    """Fit ``net`` on the dict of arrays ``data`` reproducibly and return it.
+
+    See :func:`sklss._nn.fit_net`. With ``component``, weights that are not finite after
+    training (which a finite loss does not rule out) raise a ``NonFiniteLossError`` naming it.
+    """
+    fit_net(net, Dataset(data, None), seed, device)
+    if component is not None and not all(torch.isfinite(p).all() for p in net.module_.parameters()):
+        raise NonFiniteLossError(
+            f"{component}: the network's weights are not finite after {len(net.history)} "
+            "epochs. Lower the learning rate."
+        )
+    return net
