@@ -42,7 +42,7 @@ from ._random import derive_seeds
 from ._validation import (
     check_trajectories,
     feature_mean_and_scale,
-    lagged_pairs,
+    paired_trajectories,
     train_valid_pairs,
 )
 
@@ -90,11 +90,9 @@ def count_pairs(trajs, lag_time):
     """Number of time-lagged pairs in ``trajs``, from their lengths alone.
 
     Raises when no trajectory is longer than ``lag_time`` and warns about the ones skipped,
-    with the wording of :func:`sklss._validation.lagged_pairs` (which runs on views of at most
-    ``lag_time + 1`` frames, so nothing is copied).
+    as :func:`sklss._validation.lagged_pairs` does; nothing is copied.
     """
-    lagged_pairs([t[: lag_time + 1] for t in trajs], lag_time)
-    return sum(max(0, len(t) - lag_time) for t in trajs)
+    return sum(len(t) - lag_time for t in paired_trajectories(trajs, lag_time))
 
 
 def training_pairs(

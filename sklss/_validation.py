@@ -181,6 +181,15 @@ def lagged_pairs(trajs, lag_time, *, warn=True):
     -------
     X0, Xt : ndarray of shape (n_pairs, n_features)
     """
+    return stack_pairs(paired_trajectories(trajs, lag_time, warn=warn), lag_time)
+
+
+def paired_trajectories(trajs, lag_time, *, warn=True):
+    """The trajectories long enough to give a lagged pair, checked as ``lagged_pairs`` does.
+
+    Raises when there is none, naming ``lag_time`` and the longest length; warns about the
+    skipped ones. Nothing is copied.
+    """
     lag_time = check_lag_time(lag_time)
     used = [t for t in trajs if len(t) > lag_time]
     if not used:
@@ -198,9 +207,9 @@ def lagged_pairs(trajs, lag_time, *, warn=True):
         warnings.warn(
             f"Trajectories {skipped} have at most lag_time={lag_time} frames and were skipped.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    return stack_pairs(used, lag_time)
+    return used
 
 
 def stack_pairs(trajs, lag_time):

@@ -6,7 +6,7 @@ Time is counted in frames unless a ``dt`` is given. Free energies are in units o
 import numpy as np
 
 from ._covariance import lagged_covariances, vac_eigenvalues, vamp2_from_covariances
-from ._random import seed_entropy
+from ._random import derive_seeds, seed_entropy
 from ._validation import as_float_trajectories, check_lag_time, is_trajectory_list, lagged_pairs
 from .markov import markov_timescales  # noqa: F401  (public here too, for compatibility)
 
@@ -304,7 +304,7 @@ def implied_timescales_vs_lag(
         seeds = [None] * len(lags)
     else:
         entropy = seed_entropy(random_state)
-        seeds = [int(s) for s in np.random.SeedSequence(entropy).generate_state(len(lags))]
+        seeds = derive_seeds(entropy, len(lags))
     results, fitted = [], []
     for lag, seed in zip(lags, seeds, strict=True):
         est = estimator

@@ -84,3 +84,41 @@ def test_sklss_modules_import_each_other_without_circles(module_level_only):
     # imported the estimators, which imported io through their checkpoints: a circle.
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle)
+
+
+def _source_files(package=PACKAGE):
+    return {module_name(p, package): p.read_text() for p in package.rglob("*.py")}
+
+
+@pytest.mark.parametrize(
+    "needle, owners",
+    [
+        # Seeds and random streams come from one module.
+        ("SeedSequence(", {"sklss._random"}),
+        # scikit-learn's helper would hand out numpy's global generator for None.
+        ("check_random_state(", set()),
+        # Nets are assembled in one place: the shared iterator, optimizer and split.
+        ("iterator_train=", {"sklss._training"}),
+        ("predefined_split(", {"sklss._training"}),
+        ("optimizer=torch.optim.Adam", {"sklss._training"}),
+        # One checkpoint hook, added by the skeleton's callbacks.
+        ("checkpoint_callbacks(", {"sklss._checkpoint", "sklss._training"}),
+        # One eigen-solver of the VAC problem.
+        ("W0.T @ C0t @ W0", {"sklss._covariance"}),
+        # One integer check.
+        ("not isinstance(value, Integral)", {"sklss._validation"}),
+    ],
+)
+def test_shared_pieces_live_in_one_module(needle, owners):
+    users = {name for name, text in _source_files().items() if needle in text}
+    assert users == owners, f"{needle!r} is used in {sorted(users - owners)}"
+
+
+def test_the_one_place_check_sees_a_planted_copy(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("x = SeedSequence(0)\n")
+    (package / "b.py").write_text("y = SeedSequence(1)\n")
+    users = {n for n, text in _source_files(package).items() if "SeedSequence(" in text}
+    assert users == {"pkg.a", "pkg.b"}
