@@ -1,10 +1,9 @@
 """Writing and reading molecular trajectory files (DCD, XTC, PDB, ...) through mdtraj.
 
-mdtraj and OpenMM are the optional ``md`` extra: :func:`import_md` imports them on first use,
-so that ``import sklss`` works without them.
+mdtraj is part of the optional ``md`` extra, imported on first use by
+:func:`sklss._optional.import_md`, so that ``import sklss`` works without it.
 """
 
-import importlib
 import os
 import struct
 import tempfile
@@ -12,31 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["import_md", "read_trajectory", "write_trajectory"]
+from ._optional import import_md
 
-_MD_EXTRA = 'pip install "sklss[md]"'
+__all__ = ["read_trajectory", "write_trajectory"]
+
 # Formats that carry their own topology; the others hold coordinates only.
 _TOPOLOGY_FORMATS = {".pdb", ".pdb.gz", ".gro", ".h5", ".mol2", ".cif", ".pdbx"}
-
-
-def import_md(name="mdtraj", *, feature="this function"):
-    """Import ``mdtraj`` or ``openmm`` (the ``md`` extra), with an ImportError saying what to do.
-
-    Parameters
-    ----------
-    name : {"mdtraj", "openmm", "openmm.app", "openmm.unit"}
-        Module to import.
-    feature : str
-        What needs it, for the error message.
-    """
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        top = name.split(".")[0]
-        raise ImportError(
-            f"{feature} needs the optional package {top!r}, which is not installed. Install the "
-            f"molecular extra with: {_MD_EXTRA}"
-        ) from exc
 
 
 class _AtomCountError(Exception):

@@ -22,7 +22,7 @@ from sklearn.pipeline import FeatureUnion
 from sklearn.utils.validation import check_is_fitted
 
 from ._compat import StrOptions, _fit_context
-from ._trajectory_files import import_md
+from ._optional import import_md
 
 __all__ = [
     "PairwiseDistances",

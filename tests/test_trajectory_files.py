@@ -10,7 +10,7 @@ pytest.importorskip("mdtraj")
 
 import mdtraj as md  # noqa: E402
 
-from sklss._trajectory_files import read_trajectory, write_trajectory  # noqa: E402
+from sklss.io import read_trajectory, write_trajectory  # noqa: E402
 from sklss.datasets import alanine_dipeptide_structure  # noqa: E402
 
 # Precision of each format, in nm: XTC and PDB keep 0.001 nm, DCD single precision.

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._optional import import_md
 from .._random import seed_entropy, spawn_seeds
-from .._trajectory_files import import_md
 from ._base import check_int, check_positive
 
 __all__ = ["alanine_dipeptide", "alanine_dipeptide_structure", "default_cache_dir"]
