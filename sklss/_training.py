@@ -19,7 +19,9 @@ A ``fit`` of sklss reads as the estimator's own decisions and nothing else:
 The estimator supplies its module, its criterion and what it records afterwards.
 """
 
+import os
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -29,7 +31,9 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
 from ._checkpoint import checkpoint_callbacks
+from ._compat import Interval, StrOptions
 from ._nn import (
+    ACTIVATIONS,
     FiniteLossGuard,
     NonFiniteLossError,
     TensorBatchLoader,
@@ -48,6 +52,27 @@ from ._validation import (
 
 # Learning-rate factor applied when the monitored loss stalls (with ``lr_plateau``).
 LR_DECAY = 0.3
+
+# The parameters every trained estimator shares, as scikit-learn validates them; an
+# estimator's ``_parameter_constraints`` adds its own (and may narrow one of these).
+TRAINING_PARAMETERS = {
+    "hidden_layer_sizes": ["array-like"],
+    "activation": [StrOptions(set(ACTIVATIONS))],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "max_epochs": [Interval(Integral, 1, None, closed="left")],
+    "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+    "device": [StrOptions({"cpu", "cuda", "auto"})],
+    "checkpoint": [str, os.PathLike, None],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
+# The same for estimators trained on lagged pairs with early stopping.
+LAGGED_TRAINING_PARAMETERS = {
+    **TRAINING_PARAMETERS,
+    "lag_time": [Interval(Integral, 1, None, closed="left")],
+    "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "patience": [Interval(Integral, 1, None, closed="left")],
+}
 
 
 def start_fit(estimator, X, *, n_seeds=1):

@@ -1,7 +1,6 @@
 """The cWGAN decoder: generate molecular configurations consistent with a latent point."""
 
 import copy
-import os
 import warnings
 from numbers import Integral, Real
 
@@ -13,16 +12,15 @@ from skorch.callbacks import PassthroughScoring
 from skorch.dataset import unpack_data
 from torch import nn
 
-from ._compat import Interval, StrOptions, _fit_context
+from ._compat import Interval, _fit_context
 from ._nn import (
-    ACTIVATIONS,
     NonFiniteLossError,
     SklssNet,
     history_to_dict,
     make_mlp,
 )
 from ._random import derive_seeds
-from ._training import build_net, standard_callbacks, start_fit, train
+from ._training import TRAINING_PARAMETERS, build_net, standard_callbacks, start_fit, train
 from ._validation import (
     as_output_form,
     check_paired_targets,
@@ -372,21 +370,13 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
+        **TRAINING_PARAMETERS,
         "noise_dim": [Interval(Integral, 1, None, closed="left")],
-        "hidden_layer_sizes": ["array-like"],
-        "activation": [StrOptions(set(ACTIVATIONS))],
         "n_critic": [Interval(Integral, 1, None, closed="left")],
         "gradient_penalty": [Interval(Real, 0, None, closed="left")],
         "generator_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "critic_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "ema_decay": [Interval(Real, 0, 1, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "device": [StrOptions({"cpu", "cuda", "auto"})],
-        "checkpoint": [str, os.PathLike, None],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(

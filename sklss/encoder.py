@@ -1,7 +1,6 @@
 """The SRV encoder: a state-free reversible VAMPnet that learns slow eigenfunctions."""
 
 import copy
-import os
 import warnings
 from numbers import Integral, Real
 
@@ -21,13 +20,13 @@ from ._covariance import (
     vac_eigenvalues,
 )
 from ._nn import (
-    ACTIVATIONS,
     SklssNet,
     history_to_dict,
     make_mlp,
 )
 from ._random import derive_seeds
 from ._training import (
+    LAGGED_TRAINING_PARAMETERS,
     build_net,
     count_pairs,
     fit_input_scaling,
@@ -278,23 +277,13 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "lag_time": [Interval(Integral, 1, None, closed="left")],
+        **LAGGED_TRAINING_PARAMETERS,
         "n_components": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "n_basis": [Interval(Integral, 1, None, closed="left"), None],
-        "hidden_layer_sizes": ["array-like"],
-        "activation": [StrOptions(set(ACTIVATIONS))],
         "batch_norm": ["boolean"],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "reversible": ["boolean"],
-        "device": [StrOptions({"cpu", "cuda", "auto"})],
-        "checkpoint": [str, os.PathLike, None],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(

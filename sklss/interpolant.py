@@ -1,7 +1,6 @@
 """The stochastic-interpolant propagator: latent transitions drawn through a learned bridge."""
 
 import copy
-import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -11,9 +10,8 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.dataset import unpack_data
 from torch import nn
 
-from ._compat import Interval, StrOptions, _fit_context
+from ._compat import Interval, _fit_context
 from ._nn import (
-    ACTIVATIONS,
     history_to_dict,
     make_mlp,
 )
@@ -26,6 +24,7 @@ from ._propagation import (
     numpy_layers,
 )
 from ._training import (
+    LAGGED_TRAINING_PARAMETERS,
     build_net,
     count_pairs,
     monitor_for,
@@ -419,21 +418,10 @@ class InterpolantPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "lag_time": [Interval(Integral, 1, None, closed="left")],
+        **LAGGED_TRAINING_PARAMETERS,
         "n_integration_steps": [Interval(Integral, 2, None, closed="left")],
         "noise_scale": [Interval(Real, 0, None, closed="neither")],
-        "hidden_layer_sizes": ["array-like"],
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
         "reversible": ["boolean"],
-        "device": [StrOptions({"cpu", "cuda", "auto"})],
-        "checkpoint": [str, os.PathLike, None],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(

@@ -630,3 +630,225 @@ def load(path):
             stacklevel=2,
         )
     return estimator
+
+
+# --- model folders --------------------------------------------------------------------------
+
+# The files of a model folder; ``sklss-model.json`` names the others.
+_FOLDER_INFO = "sklss-model.json"
+_FOLDER_MODEL = "simulator.sklss"
+_FOLDER_START_FRAMES = "start_frames.npy"
+_FOLDER_TOPOLOGY = "topology.pdb"
+_FOLDER_FORMAT, _FOLDER_FORMAT_VERSION = "sklss model folder", 1
+
+
+def save_model_folder(simulator, folder, X, *, info=None, topology=None, n_start_frames=100):
+    """Save a fitted simulator in a folder, with what it needs to run on its own.
+
+    A model folder is what ``sklss fit`` and ``sklss demo`` write and ``sklss sample`` runs.
+    It holds
+
+    ``simulator.sklss``
+        The simulator, written by :func:`save` (nothing is pickled).
+    ``start_frames.npy``
+        Up to ``n_start_frames`` frames of ``X``, spread evenly over the data, as default
+        start frames of simulations.
+    ``topology.pdb``
+        Only with ``topology``: the atoms that the decoder generates coordinates of, so that
+        samples can be written as DCD or XTC files.
+    ``sklss-model.json``
+        What the folder holds: the format and its version, the sklss version, the names of
+        the files above, ``lag_time`` (frames), ``n_features``, ``decoded`` (whether the
+        simulator has a decoder), ``interrupted`` (the stage an interrupted fit stopped in,
+        or ``null``), and the entries of ``info``.
+
+    Parameters
+    ----------
+    simulator : LatentSpaceSimulator
+        A fitted simulator.
+    folder : str or path-like
+        The folder to write, created if missing; files of an earlier model are replaced.
+    X : array-like of shape (n_frames, n_features) or list of such arrays
+        Feature frames in the simulator's input space, usually its training data.
+    info : dict, default=None
+        More entries for ``sklss-model.json`` (JSON values), such as what the inputs and
+        outputs are; they override the entries above of the same name.
+    topology : mdtraj.Trajectory or path-like, default=None
+        The decoded atoms: a structure saved as ``topology.pdb``, or a PDB file copied there.
+    n_start_frames : int, default=100
+        How many frames of ``X`` to keep as start frames.
+
+    Returns
+    -------
+    folder : pathlib.Path
+        The folder written.
+
+    Raises
+    ------
+    ValueError
+        If the simulator is not fitted, or ``X`` has another number of features than the
+        simulator was fitted on.
+
+    See Also
+    --------
+    load_model_folder : read the folder back.
+    save : save an estimator in one file.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklss import LatentSpaceSimulator, MDNPropagator
+    >>> from sklss.io import load_model_folder, save_model_folder
+    >>> x = np.random.default_rng(0).normal(size=(500, 1)).cumsum(axis=0)
+    >>> mdn = MDNPropagator(n_kernels=2, hidden_layer_sizes=(8,), max_epochs=2)
+    >>> lss = LatentSpaceSimulator("passthrough", mdn, "passthrough", lag_time=2,
+    ...                            random_state=0).fit(x)
+    >>> save_model_folder(lss, "my-model", x, info={"system": "random walk"})  # doctest: +SKIP
+    PosixPath('my-model')
+    >>> model = load_model_folder("my-model")  # doctest: +SKIP
+    >>> model.info["system"], model.start_frames.shape  # doctest: +SKIP
+    ('random walk', (100, 1))
+    """
+    import json
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+
+    from ._version import __version__
+
+    n_features = getattr(simulator, "n_features_in_", None)
+    if n_features is None:
+        raise ValueError("save_model_folder needs a fitted simulator; call fit first.")
+    frames = np.concatenate([np.asarray(x, dtype=float) for x in (X if isinstance(X, list) else [X])])
+    if frames.ndim != 2 or frames.shape[1] != n_features:
+        raise ValueError(
+            f"X must be frames of the simulator's {n_features} features; got shape "
+            f"{frames.shape}."
+        )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save(simulator, folder / _FOLDER_MODEL)
+    picks = np.unique(np.linspace(0, len(frames) - 1, n_start_frames).astype(int))
+    np.save(folder / _FOLDER_START_FRAMES, frames[picks])
+    if isinstance(topology, (str, Path)):
+        shutil.copyfile(topology, folder / _FOLDER_TOPOLOGY)
+    elif topology is not None:
+        topology.save_pdb(str(folder / _FOLDER_TOPOLOGY))
+    contents = {
+        "format": _FOLDER_FORMAT,
+        "format_version": _FOLDER_FORMAT_VERSION,
+        "sklss_version": __version__,
+        "model": _FOLDER_MODEL,
+        "start_frames": _FOLDER_START_FRAMES,
+        "topology": _FOLDER_TOPOLOGY if topology is not None else None,
+        "lag_time": int(getattr(simulator, "lag_time_", simulator.lag_time or 1)),
+        "n_features": int(n_features),
+        "decoded": simulator.decoder_ != "passthrough",
+        "interrupted": getattr(simulator, "interrupted_", None),
+        **(info or {}),
+    }
+    (folder / _FOLDER_INFO).write_text(json.dumps(contents, indent=2) + "\n")
+    return folder
+
+
+def load_model_folder(folder):
+    """Load a model folder written by :func:`save_model_folder`, ``sklss fit`` or ``sklss demo``.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        The model folder.
+
+    Returns
+    -------
+    model : sklearn.utils.Bunch
+        With the attributes
+
+        - ``simulator``: the :class:`~sklss.LatentSpaceSimulator`, read by :func:`load`;
+        - ``info``: the contents of ``sklss-model.json`` (a dict);
+        - ``start_frames``: the start frames kept in the folder, an array of shape
+          ``(n_start_frames, n_features)``;
+        - ``topology``: the path of the decoded atoms' PDB file, or ``None`` when the
+          simulator does not generate atoms;
+        - ``folder``: the folder, as a :class:`pathlib.Path`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder does not exist, or a file that ``sklss-model.json`` names is missing
+        (the message names the folder and the file).
+    ValueError
+        If the folder has no ``sklss-model.json``, or it is not valid JSON or was written by
+        a newer sklss, or the start frames are not a numeric ``.npy`` array.
+    InvalidModelFileError
+        If the simulator file is damaged or not an sklss model file.
+
+    See Also
+    --------
+    save_model_folder : write a model folder.
+
+    Examples
+    --------
+    >>> from sklss.io import load_model_folder
+    >>> model = load_model_folder("sklss-demo-report/model")  # doctest: +SKIP
+    >>> result = model.simulator.sample(model.start_frames[:4], 100, random_state=0)  # doctest: +SKIP
+    """
+    import numpy as np
+    from sklearn.utils import Bunch
+
+    folder, info = _read_folder_info(folder)
+    model_path = _folder_file(folder, info, "model", _FOLDER_MODEL)
+    starts_path = _folder_file(folder, info, "start_frames", _FOLDER_START_FRAMES)
+    topology = info.get("topology")
+    topology = _folder_file(folder, info, "topology", None) if topology else None
+    try:
+        starts = np.load(starts_path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"could not read '{starts_path}' as a .npy array: {exc}") from None
+    if not isinstance(starts, np.ndarray) or starts.ndim != 2 or starts.dtype.kind not in "iuf":
+        raise ValueError(f"'{starts_path}' must hold a 2-D numeric array of start frames.")
+    simulator = load(model_path)
+    return Bunch(
+        simulator=simulator, info=info, start_frames=starts, topology=topology, folder=folder
+    )
+
+
+def _read_folder_info(folder):
+    """The folder and its ``sklss-model.json``, checked."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"model folder '{folder}' does not exist")
+    info_path = folder / _FOLDER_INFO
+    if not folder.is_dir() or not info_path.is_file():
+        raise ValueError(
+            f"'{folder}' is not a model folder written by 'sklss fit' or 'sklss demo' "
+            f"(no {_FOLDER_INFO} in it)"
+        )
+    try:
+        info = json.loads(info_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"'{info_path}' is not valid JSON: {exc}") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"'{info_path}' must hold a JSON object; got {type(info).__name__}")
+    version = info.get("format_version", _FOLDER_FORMAT_VERSION)
+    if not isinstance(version, int) or version > _FOLDER_FORMAT_VERSION:
+        raise ValueError(
+            f"model folder '{folder}' has format_version {version!r}; this sklss reads "
+            f"versions up to {_FOLDER_FORMAT_VERSION}"
+        )
+    return folder, info
+
+
+def _folder_file(folder, info, key, default):
+    """The path of a file that ``sklss-model.json`` names under ``key``; it must exist."""
+    name = info.get(key, default)
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name == "..":
+        raise ValueError(f"'{folder / _FOLDER_INFO}': {key} must be a file name; got {name!r}")
+    path = folder / name
+    if not path.is_file():
+        raise FileNotFoundError(f"model folder '{folder}' has no {name}")
+    return path

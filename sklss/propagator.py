@@ -1,7 +1,6 @@
 """The MDN propagator: transition densities in the latent space, sampled step after step."""
 
 import math
-import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -11,9 +10,8 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._compat import Interval, StrOptions, _fit_context
+from ._compat import Interval, _fit_context
 from ._nn import (
-    ACTIVATIONS,
     history_to_dict,
     make_mlp,
 )
@@ -29,6 +27,7 @@ from ._propagation import (
     WALL_HIT_WARNING_RATE as WALL_HIT_WARNING_RATE,  # public here too
 )
 from ._training import (
+    LAGGED_TRAINING_PARAMETERS,
     build_net,
     count_pairs,
     monitor_for,
@@ -414,21 +413,10 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "lag_time": [Interval(Integral, 1, None, closed="left")],
+        **LAGGED_TRAINING_PARAMETERS,
         "n_kernels": [Interval(Integral, 1, None, closed="left")],
-        "hidden_layer_sizes": ["array-like"],
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
         "sigma_floor": [Interval(Real, 0, None, closed="neither")],
         "reversible": ["boolean"],
-        "device": [StrOptions({"cpu", "cuda", "auto"})],
-        "checkpoint": [str, os.PathLike, None],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(
