@@ -15,6 +15,7 @@ __all__ = [
     "autocorrelation_timescales",
     "block_average",
     "compare_distributions",
+    "excursion_statistics",
     "free_energy_profile",
     "free_energy_rmse",
     "js_divergence",
@@ -462,6 +463,100 @@ def block_average(values):
     if len(values) < 2:
         raise ValueError("block_average needs at least two blocks.")
     return values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(len(values))
+
+
+def excursion_statistics(x, enter, leave, *, dt=1.0):
+    """Entries into a rare state and the stays in it, with core-set boundaries.
+
+    A trajectory of one coordinate ``x`` enters the state when it reaches the interval
+    ``enter`` from outside and leaves it only when it reaches ``leave``; frames between the
+    two intervals keep the last state visited (a core-set definition, which does not count
+    recrossings of a single dividing line as transitions). A trajectory that starts in
+    ``enter`` starts inside, and one that starts anywhere else starts outside; its first
+    entry counts only after that. A stay still going at the end of a trajectory is
+    censored: it counts as an entry but not in the mean stay.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_frames,) or list of such arrays
+        The coordinate, for example the backbone dihedral phi in radians.
+    enter, leave : tuple of float
+        ``(low, high)`` intervals (closed); use ``-np.inf`` or ``np.inf`` for an open end.
+    dt : float, default=1.0
+        Time between frames; rates and stays are in its units.
+
+    Returns
+    -------
+    stats : sklearn.utils.Bunch
+        ``n_entries``, ``entries_per_time`` (entries over the total time), ``stays`` (the
+        completed stays, array), ``mean_stay`` and ``mean_stay_std_error`` (``nan``
+        without a completed stay, or with one for the error), ``n_censored``,
+        ``inside_fraction`` (fraction of frames inside by this definition) and ``total_time``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklss.metrics import excursion_statistics
+    >>> phi = np.array([-2.0, 0.5, 0.1, -0.5, 1.0, -1.5, -2.0, 1.2, 1.3])
+    >>> s = excursion_statistics(phi, enter=(0.3, 2.0), leave=(-np.inf, -1.0))
+    >>> int(s.n_entries), s.stays.tolist(), int(s.n_censored)
+    (2, [4.0], 1)
+    """
+    from sklearn.utils import Bunch
+
+    lo_in, hi_in = (float(v) for v in enter)
+    lo_out, hi_out = (float(v) for v in leave)
+    if not (lo_in <= hi_in and lo_out <= hi_out):
+        raise ValueError(f"enter and leave must be (low, high) intervals; got {enter}, {leave}.")
+    if max(lo_in, lo_out) <= min(hi_in, hi_out):
+        raise ValueError(f"The enter {enter} and leave {leave} intervals must not overlap.")
+    if not dt > 0:
+        raise ValueError(f"dt must be positive; got {dt!r}.")
+    parts = list(x) if isinstance(x, (list, tuple)) else [x]
+    stays, n_entries, n_censored, inside, total = [], 0, 0, 0, 0
+    for i, part in enumerate(parts):
+        traj = np.asarray(part, dtype=np.float64)
+        where = f"trajectory {i} of x" if isinstance(x, (list, tuple)) else "x"
+        if traj.ndim == 2 and traj.shape[1] == 1:
+            traj = traj[:, 0]
+        if traj.ndim != 1 or len(traj) == 0:
+            raise ValueError(f"{where} must be one coordinate per frame; got shape {traj.shape}.")
+        if not np.isfinite(traj).all():
+            raise ValueError(
+                f"{where} contains NaN or inf at frame {np.argmin(np.isfinite(traj))}."
+            )
+        # +1 in the enter interval, -1 in the leave interval; between them a frame keeps the
+        # last boundary reached, and before any it is outside.
+        mark = np.where((traj >= lo_in) & (traj <= hi_in), 1, 0)
+        mark = np.where((traj >= lo_out) & (traj <= hi_out), -1, mark)
+        hits = np.flatnonzero(mark)
+        state = np.full(len(traj), -1)
+        if len(hits):
+            last = np.searchsorted(hits, np.arange(len(traj)), side="right") - 1
+            state = np.where(last >= 0, mark[hits[np.maximum(last, 0)]], -1)
+        starts = np.flatnonzero((state[1:] == 1) & (state[:-1] == -1)) + 1
+        ends = np.flatnonzero((state[1:] == -1) & (state[:-1] == 1)) + 1
+        if state[0] == 1:
+            ends = ends[1:]  # the end of the stay it started in: no entry, no stay
+        n_entries += len(starts)
+        stays.extend((ends - starts[: len(ends)]) * float(dt))
+        n_censored += len(starts) - len(ends)
+        inside += int((state == 1).sum())
+        total += len(traj)
+    stays = np.asarray(stays, dtype=np.float64)
+    total_time = total * float(dt)
+    mean = float(stays.mean()) if len(stays) else float("nan")
+    se = float(stays.std(ddof=1) / np.sqrt(len(stays))) if len(stays) > 1 else float("nan")
+    return Bunch(
+        n_entries=n_entries,
+        entries_per_time=n_entries / total_time,
+        stays=stays,
+        mean_stay=mean,
+        mean_stay_std_error=se,
+        n_censored=n_censored,
+        inside_fraction=inside / total,
+        total_time=total_time,
+    )
 
 
 def free_energy_profile(x, bins=50, range=None, kT=1.0, weights=None):

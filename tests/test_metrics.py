@@ -168,3 +168,66 @@ def test_markov_timescales_of_a_two_state_chain():
     # A list of trajectories pools the counts; dt converts frames to time.
     ts_list = markov_timescales([x[:100_000], x[100_000:]], [-0.5, 0.5, 1.5], 1, dt=2.0)
     assert ts_list[0] == pytest.approx(2 * ts[0], rel=0.02)
+
+
+# --- excursions into a rare state ------------------------------------------------------------
+
+
+def test_excursions_follow_core_set_boundaries():
+    from sklss.metrics import excursion_statistics
+
+    # in at 1, recrosses the gap without leaving, out at 5; in again at 7 and still in.
+    phi = np.array([-2.0, 0.5, 0.1, -0.5, 1.0, -1.5, -2.0, 1.2, 1.3])
+    s = excursion_statistics(phi, enter=(0.3, 2.0), leave=(-np.inf, -1.0), dt=2.0)
+    assert s.n_entries == 2 and s.n_censored == 1
+    np.testing.assert_array_equal(s.stays, [8.0])
+    assert s.mean_stay == 8.0 and np.isnan(s.mean_stay_std_error)
+    assert s.inside_fraction == 6 / 9
+    assert s.entries_per_time == 2 / 18
+    # A trajectory that starts inside: its first stay is neither an entry nor a stay.
+    s = excursion_statistics([phi[1:], phi], enter=(0.3, 2.0), leave=(-np.inf, -1.0))
+    assert s.n_entries == 1 + 2 and s.n_censored == 2
+    np.testing.assert_array_equal(s.stays, [4.0])
+
+
+def test_excursions_of_a_two_state_chain_have_the_exact_rate_and_stay():
+    from sklss.metrics import excursion_statistics
+
+    rng = np.random.default_rng(0)
+    p_in, p_out, n = 0.002, 0.05, 400_000  # entry and exit probabilities per frame
+    state = np.empty(n, dtype=bool)
+    state[0] = False
+    u = rng.random(n)
+    for t in range(1, n):
+        state[t] = (u[t] >= p_out) if state[t - 1] else (u[t] < p_in)
+    x = np.where(state, 1.0, -2.0) + 0.1 * rng.normal(size=n)
+    s = excursion_statistics(x, enter=(0.3, 2.0), leave=(-np.inf, -1.0))
+    pi_in = p_in / (p_in + p_out)
+    exact_rate = (1 - pi_in) * p_in  # entries per frame
+    assert abs(s.entries_per_time / exact_rate - 1) < 0.08
+    assert abs(s.mean_stay - 1 / p_out) < 3 * s.mean_stay_std_error
+    assert abs(s.inside_fraction / pi_in - 1) < 0.1
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(enter=(0.0, 2.0), leave=(-1.0, 0.5)), "must not overlap"),
+        (dict(enter=(2.0, 0.0), leave=(-3.0, -1.0)), r"\(low, high\) intervals"),
+        (dict(enter=(0.3, 2.0), leave=(-3.0, -1.0), dt=0.0), "dt must be positive"),
+    ],
+)
+def test_excursion_arguments_are_checked(kwargs, match):
+    from sklss.metrics import excursion_statistics
+
+    with pytest.raises(ValueError, match=match):
+        excursion_statistics(np.zeros(5), **kwargs)
+
+
+def test_excursions_name_the_bad_trajectory():
+    from sklss.metrics import excursion_statistics
+
+    with pytest.raises(ValueError, match="trajectory 1 of x contains NaN or inf at frame 2"):
+        excursion_statistics([np.zeros(4), np.array([0, 1, np.nan])], (0.3, 2), (-3, -1))
+    with pytest.raises(ValueError, match=r"x must be one coordinate per frame; got shape \(3, 2\)"):
+        excursion_statistics(np.zeros((3, 2)), (0.3, 2), (-3, -1))
