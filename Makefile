@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_CPU_VERSION ?= 2.13.0
 
-.PHONY: demo test test-fast docs lint format bench install clean
+.PHONY: demo test test-fast docs docs-check lint format bench install clean
 
 # The stamp file records that the environment was built; delete it (or `make clean`) to rebuild.
 $(VENV)/.installed: pyproject.toml
@@ -36,8 +36,19 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"
 
 # The documentation, with warnings as errors; the API pages are generated into docs/api/.
+# sphinx-gallery runs the tutorials in docs/tutorials/ and renders them, with their output
+# and figures, into docs/auto_tutorials/. They run at CI size (SKLSS_SMALL=1: seconds each,
+# meaningless numbers); `make docs SKLSS_SMALL=0` renders them at full size (far slower).
+SKLSS_SMALL ?= 1
 docs: $(VENV)/.installed
-	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+	SKLSS_SMALL=$(SKLSS_SMALL) $(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+# Checks the built pages in headless Chromium (no console errors, figures and output shown,
+# no code cut off) and saves screenshots into docs/_build/screenshots. Not part of CI: it
+# needs a Chromium, by default Debian's /usr/bin/chromium (`apt-get install chromium`; set
+# CHROMIUM=/path/to/chrome for another). Run `make docs` first.
+docs-check: $(VENV)/.installed
+	$(PY) docs/check_pages.py docs/_build/screenshots
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -55,7 +66,14 @@ bench: $(VENV)/.installed
 	@for name in $(BENCH); do \
 		echo "== benchmarks/$$name.py"; \
 		$(PY) benchmarks/$$name.py || exit 1; \
+		if [ $$name = bench_decoder_fidelity ]; then \
+			echo "== benchmarks/$$name.py --beads 20"; \
+			$(PY) benchmarks/$$name.py --beads 20 \
+				--output benchmarks/results/decoder_fidelity_20_beads.json || exit 1; \
+		fi; \
 	done
 
 clean:
-	rm -rf $(VENV) build *.egg-info docs/_build docs/api
+	rm -rf $(VENV) build *.egg-info docs/_build docs/api docs/auto_tutorials docs/sg_execution_times.rst
+	@# What the tutorials write when sphinx-gallery runs them in docs/tutorials/.
+	cd docs/tutorials && rm -rf box *.png *.dcd *.npy *.sklss

@@ -19,22 +19,18 @@ Usage::
 
     python benchmarks/bench_decoder_fidelity.py            # full size, about 10 min on 2 cores
     python benchmarks/bench_decoder_fidelity.py --epochs 20 --frames 5000   # quick look
+    python benchmarks/bench_decoder_fidelity.py --quick --output /tmp/fidelity.json  # smoke run
 """
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from _common import RESULTS, start_run, write_result
 
 from sklss.datasets._bead_chain import bead_chain, bead_chain_configurations, chain_fidelity
 from sklss.decoder import CWGANDecoder
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 TARGETS = {
     "bond_mean_error": (0.005, "mean bond length error (nm)"),
@@ -57,7 +53,13 @@ def main():
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=RESULTS / "decoder_fidelity.json")
+    parser.add_argument(
+        "--quick", action="store_true", help="3 epochs, 2,000 training and 1,000 test frames"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.frames, args.test_frames = 3, 2000, 1000
+    run = start_run()
 
     train = bead_chain(args.frames, n_beads=args.beads, random_state=args.seed)
     latent = bead_chain(args.test_frames, n_beads=args.beads, random_state=args.seed + 1).latent
@@ -115,15 +117,8 @@ def main():
         "latent_ignored_control_report": _summary(control),
         "score": decoder.score(latent, real),
         "history_last_epoch": {k: v[-1] for k, v in decoder.history_.items()},
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-        },
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    write_result(args.output, result, run)
     print(f"all targets met: {result['all_passed']}; wrote {args.output}")
 
 

@@ -19,23 +19,22 @@ Synthetic trajectories sampled from it are compared with the exact answers of
 one lag time after the last); "same duration" covers the same time as the training data
 (100 times fewer frames), and so has the statistical noise of the MD data.
 
-Writes ``results/four_well.json`` and the paper's Fig. 2 as ``results/four_well.png``.
+Writes ``results/four_well.json`` and the paper's Fig. 2 as ``results/four_well.png`` (with
+``--output PATH``, the figure goes next to it, with the suffix ``.png``).
 
 Usage::
 
     python benchmarks/bench_four_well.py            # full size, about 3-5 minutes on 2 cores
     python benchmarks/bench_four_well.py --n-steps 2000000 --max-epochs 20   # quick look
+    python benchmarks/bench_four_well.py --quick --output /tmp/four_well.json  # smoke run
 """
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from _common import RESULTS, start_run, write_result
 
 from sklss.datasets import four_well, four_well_reference
 from sklss.metrics import (
@@ -46,7 +45,6 @@ from sklss.metrics import (
 )
 from sklss.propagator import MDNPropagator
 
-RESULTS = Path(__file__).resolve().parent / "results"
 LAG_STEPS = 100
 FE_EDGES = np.linspace(-1.1, 1.1, 51)
 TD_EDGES = np.linspace(-1.1, 1.1, 101)
@@ -164,8 +162,18 @@ def main():
     parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--per-bin", type=int, default=N_PER_BIN, help="one-step samples per start bin"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="200,000 steps, 3 epochs, 200 samples per bin"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS / "four_well.json")
     args = parser.parse_args()
-    RESULTS.mkdir(exist_ok=True)
+    if args.quick:
+        args.n_steps, args.max_epochs, args.per_bin = 200_000, 3, 200
+    run = start_run()
+    figure = args.output.with_suffix(".png")
     lag = LAG_STEPS // args.stride
 
     t0 = time.perf_counter()
@@ -200,7 +208,7 @@ def main():
     rows = np.flatnonzero(F_td <= MAX_FREE_ENERGY)
     T_exact = reference_transitions(ref, TD_EDGES, lag)
     T_md = empirical_transitions(x[:, 0], lag, TD_EDGES)
-    T_mdn = learned_transitions(mdn, TD_EDGES, N_PER_BIN, args.seed + 3)
+    T_mdn = learned_transitions(mdn, TD_EDGES, args.per_bin, args.seed + 3)
     transition = {}
     for name, (T_a, T_b) in {
         "mdn_vs_md": (T_mdn, T_md),
@@ -226,26 +234,19 @@ def main():
             "seed": args.seed,
             "free_energy_bins": len(FE_EDGES) - 1,
             "transition_bins": len(TD_EDGES) - 1,
-            "one_step_samples_per_bin": N_PER_BIN,
+            "one_step_samples_per_bin": args.per_bin,
             "max_free_energy_kT": MAX_FREE_ENERGY,
         },
         "reference_leading_timescale_frames": float(ref.timescales[0]),
         "epochs_run": mdn.n_iter_,
         "best_valid_nll": min(v for v in mdn.history_["valid_nll"] if v is not None),
+        # One run each (no repetitions): wall times of this run, not a speed comparison.
         "seconds": {"data": t_data, "fit": t_fit, "sample_same_frames": t_sample},
         "results": results,
         "targets": {"free_energy_rmse_kT": 0.2, "leading_timescale_rel_error": 0.15},
-        "machine": {
-            "system": platform.system(),
-            "machine": platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "torch": torch.__version__,
-        },
     }
-    (RESULTS / "four_well.json").write_text(json.dumps(record, indent=2))
-    plot(RESULTS / "four_well.png", ref, F_md, F_syn, T_exact, T_mdn)
+    write_result(args.output, record, run)
+    plot(figure, ref, F_md, F_syn, T_exact, T_mdn)
 
     print(
         f"four-well, {args.n_steps:,} steps (stride {args.stride}), lag {lag} frames; fit "
@@ -263,7 +264,7 @@ def main():
     print(f"{'':<16}{'weighted':>10}{'mean':>10}")
     for name, rec in transition.items():
         print(f"{name:<16}{rec['js_weighted_bits']:>10.4f}{rec['js_mean_bits']:>10.4f}")
-    print(f"wrote {RESULTS / 'four_well.json'} and {RESULTS / 'four_well.png'}")
+    print(f"wrote {args.output} and {figure}")
 
 
 if __name__ == "__main__":

@@ -24,47 +24,74 @@ Systems:
   against exact Brownian-dynamics ensembles (sliced Wasserstein distance, against the floor
   of two exact ensembles).
 
+Timing: every sampling cost (and the torch loop it is compared with) is the best and the
+median of 3 timed calls after one untimed warm-up call; the numpy sampler and the torch loop
+alternate within each repetition. Fit times are single fits.
+
 Writes ``results/propagators.json``.
 
 Usage::
 
     python benchmarks/bench_propagators.py                       # everything, about 15 minutes
     python benchmarks/bench_propagators.py --parts four_well cost
+    python benchmarks/bench_propagators.py --quick --output /tmp/propagators.json  # smoke run
 """
 
 import argparse
-import json
-import os
-import platform
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import RESULTS, start_run, time_interleaved, time_repeated, write_result
 
 from sklss import InterpolantPropagator, LatentSpaceSimulator, MDNPropagator
 from sklss.datasets import four_well, four_well_reference, hidden_wells, hidden_wells_reference
 from sklss.markov import discretize
 from sklss.metrics import free_energy_profile, free_energy_rmse, markov_timescales
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MAX_FREE_ENERGY = 4.0
+WARMUP, REPEATS = 1, 3
+# Sizes of the held-out data and the exact ensembles; --quick shrinks them.
+SIZES = {
+    "four_well_test": (20, 20_000),  # trajectories x steps of held-out MD
+    "four_well_syn_steps": 8000,  # synthetic steps of the composite's scores
+    "two_d_test_frames": 250_000,  # per trajectory, 4 trajectories
+    "n_ens": 4000,  # exact one-step end points per start point
+    "cost_steps": {"MDN": (10_000, 20_000), "interpolant": (2000, 1000)},
+    "scaling_steps": (2000, 500),
+    "numpy_vs_torch": ((1, 200), (100, 200), (1000, 40)),
+}
+QUICK_SIZES = {
+    "four_well_test": (4, 5_000),
+    "four_well_syn_steps": 1000,
+    "two_d_test_frames": 5_000,
+    "n_ens": 300,
+    "cost_steps": {"MDN": (500, 1000), "interpolant": (100, 50)},
+    "scaling_steps": (200, 50),
+    "numpy_vs_torch": ((1, 20), (100, 20), (1000, 5)),
+}
+MAX_EPOCHS = None  # --quick: a cap on every propagator's epochs
 
 
 def propagators(system):
     """The two candidates, with the settings of the test suite for the four-well system."""
     if system == "four_well":
-        return {
+        props = {
             "MDN": MDNPropagator(
                 n_kernels=8, hidden_layer_sizes=(100, 100), max_epochs=30, patience=6
             ),
             "interpolant": InterpolantPropagator(max_epochs=25, patience=10),
         }
-    return {
-        "MDN": MDNPropagator(max_epochs=60),
-        "interpolant": InterpolantPropagator(max_epochs=40, patience=10),
-    }
+    else:
+        props = {
+            "MDN": MDNPropagator(max_epochs=60),
+            "interpolant": InterpolantPropagator(max_epochs=40, patience=10),
+        }
+    if MAX_EPOCHS is not None:
+        for prop in props.values():
+            prop.set_params(max_epochs=min(prop.max_epochs, MAX_EPOCHS))
+    return props
 
 
 def fit(prop, X, lag):
@@ -103,23 +130,34 @@ def composite_scores(lss, X_test, n_steps, n_states, coordinate):
     }
 
 
-def sampling_cost(prop, starts, n_steps, repeats=2):
-    """Best wall time of ``sample``; seconds per trajectory-step and per 10^6 frames."""
-    best = np.inf
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for r in range(repeats):
-            start = time.perf_counter()
-            prop.sample(starts, n_steps, random_state=r)
-            best = min(best, time.perf_counter() - start)
-    per_step = best / (len(starts) * (n_steps - 1))
+def _sampler(prop, starts, n_steps):
+    def call():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prop.sample(starts, n_steps, random_state=0)
+
+    return call
+
+
+def _cost(timing, n_starts, n_steps):
+    """Seconds per trajectory-step (best and median) and per 10^6 frames."""
+    per_step = timing["best"] / (n_starts * (n_steps - 1))
     return {
-        "starts": len(starts),
+        "starts": n_starts,
         "n_steps": n_steps,
-        "seconds": best,
+        "seconds": timing["best"],
+        "seconds_median": timing["median"],
+        "seconds_all": timing["all"],
         "us_per_step": 1e6 * per_step,
+        "us_per_step_median": 1e6 * timing["median"] / (n_starts * (n_steps - 1)),
         "s_per_million_frames": 1e6 * per_step,
     }
+
+
+def sampling_cost(prop, starts, n_steps):
+    """Time of ``sample`` (best and median of REPEATS after WARMUP untimed calls)."""
+    timing = time_repeated(_sampler(prop, starts, n_steps), warmup=WARMUP, repeats=REPEATS)
+    return _cost(timing, len(starts), n_steps)
 
 
 # --- four-well ---------------------------------------------------------------------------------
@@ -128,7 +166,8 @@ def sampling_cost(prop, starts, n_steps, repeats=2):
 def four_well_part(n_steps_md, seed):
     stride, lag = 10, 10
     x = four_well(n_steps_md, stride=stride, random_state=seed)
-    X_test = four_well(20_000, n_trajectories=20, stride=stride, random_state=seed + 1)
+    n_test, test_steps = SIZES["four_well_test"]
+    X_test = four_well(test_steps, n_trajectories=n_test, stride=stride, random_state=seed + 1)
     ref = four_well_reference(stride=stride)
     edges = np.linspace(-1.1, 1.1, 51)
     p = (ref.stationary_density * np.diff(ref.edges)) @ _overlap(ref.edges, edges)
@@ -158,7 +197,7 @@ def four_well_part(n_steps_md, seed):
             "wall_hit_rate": float(lss.propagator_.wall_hit_rate_),
             "sample_s": sample_s,
         }
-        row.update(composite_scores(lss, X_test, 8000, 4, 0))
+        row.update(composite_scores(lss, X_test, SIZES["four_well_syn_steps"], 4, 0))
         out[name] = row
         print(f"four-well {name}: {_short(row)}", flush=True)
     return out, fitted, starts, F_exact, edges, ref
@@ -184,12 +223,13 @@ def integration_scaling(lss, starts, F_exact, edges, ref, lag):
     prop = lss.propagator_
     kept = prop.n_integration_steps
     rows = []
+    n_syn, n_cost = SIZES["scaling_steps"]
     for n in (2, 5, 10, 20):
         prop.n_integration_steps = n
-        syn = prop.sample(starts, 2000, random_state=1)[:, :, 0]
+        syn = prop.sample(starts, n_syn, random_state=1)[:, :, 0]
         F, _ = free_energy_profile(syn.ravel(), bins=edges)
         t1 = markov_timescales(list(syn[:, :, None]), edges, 1)[0] * lag
-        cost = sampling_cost(prop, starts, 500)
+        cost = sampling_cost(prop, starts, n_cost)
         rows.append(
             {
                 "n_integration_steps": n,
@@ -198,6 +238,7 @@ def integration_scaling(lss, starts, F_exact, edges, ref, lag):
                 ),
                 "t1_error": float(t1 / ref.timescales[0] - 1),
                 "us_per_step": cost["us_per_step"],
+                "us_per_step_median": cost["us_per_step_median"],
                 "s_per_million_frames": cost["s_per_million_frames"],
             }
         )
@@ -224,7 +265,7 @@ TWO_D_STARTS = np.array([[-1.3, 0.0], [-0.35, 0.55], [0.85, 0.25], [-0.1, -0.3],
 def two_d_part(seed, n_frames, lag):
     kw = dict(n_trajectories=4, n_features=2, return_latent=True)
     _, Z = hidden_wells(n_frames, random_state=seed, **kw)
-    _, Z_test = hidden_wells(250_000, random_state=seed + 1, **kw)
+    _, Z_test = hidden_wells(SIZES["two_d_test_frames"], random_state=seed + 1, **kw)
     ref = hidden_wells_reference()
     all_z = np.concatenate(Z)
     lo, hi = all_z.min(axis=0), all_z.max(axis=0)
@@ -247,7 +288,7 @@ def two_d_part(seed, n_frames, lag):
         }
     }
     # Exact one-step ensembles from the start points, and a second set for the noise floor.
-    n_ens = 4000
+    n_ens = SIZES["n_ens"]
     exact = []
     for i, z0 in enumerate(TWO_D_STARTS):
         pair = []
@@ -288,7 +329,8 @@ def two_d_part(seed, n_frames, lag):
             "transition_distance": one_step,
             "wall_hit_rate": float(lss.propagator_.wall_hit_rate_),
         }
-        row.update(composite_scores(lss, Z_test, 4 * 250_000 // lag, 3, [0, 1]))
+        n_test = SIZES["two_d_test_frames"]
+        row.update(composite_scores(lss, Z_test, 4 * n_test // lag, 3, [0, 1]))
         out[name] = row
         print(
             f"2-D {name}: {_short(row)}, t1/t2 errors {row['timescale_errors']}, "
@@ -326,8 +368,7 @@ def cost_part(fitted, four_well_starts):
     out = {}
     for name, lss in fitted.items():
         prop = lss.propagator_
-        n_batch = 2000 if name == "interpolant" else 10_000
-        n_single = 1000 if name == "interpolant" else 20_000
+        n_batch, n_single = SIZES["cost_steps"][name]
         out[name] = {
             "batch": sampling_cost(prop, four_well_starts, n_batch),
             "single": sampling_cost(prop, four_well_starts[:1], n_single),
@@ -337,20 +378,28 @@ def cost_part(fitted, four_well_starts):
     prop = fitted["interpolant"].propagator_
     scaled = ((four_well_starts - prop.mean_) / prop.scale_).astype(np.float32)
     rows = []
-    for B, n in ((1, 200), (100, 200), (1000, 40)):
+    for B, n in SIZES["numpy_vs_torch"]:
         x0 = np.resize(scaled, (B, scaled.shape[1]))
-        start = time.perf_counter()
-        torch_bridge_loop(module, x0, n, prop.n_integration_steps, 0)
-        t_torch = time.perf_counter() - start
         starts = x0 * prop.scale_ + prop.mean_
-        t_numpy = sampling_cost(prop, starts, n, repeats=1)["seconds"]
+        n_int = prop.n_integration_steps
+        timing = time_interleaved(
+            {
+                "numpy": _sampler(prop, starts, n),
+                "torch": lambda x0=x0, n=n, n_int=n_int: torch_bridge_loop(module, x0, n, n_int, 0),
+            },
+            warmup=WARMUP,
+            repeats=REPEATS,
+        )
         rows.append(
             {
                 "starts": B,
                 "n_steps": n,
-                "numpy_s": t_numpy,
-                "torch_s": t_torch,
-                "torch_over_numpy": t_torch / t_numpy,
+                "numpy_s": timing["numpy"]["best"],
+                "numpy_s_median": timing["numpy"]["median"],
+                "torch_s": timing["torch"]["best"],
+                "torch_s_median": timing["torch"]["median"],
+                "torch_over_numpy": timing["torch"]["best"] / timing["numpy"]["best"],
+                "torch_over_numpy_median": timing["torch"]["median"] / timing["numpy"]["median"],
             }
         )
         print(f"  numpy vs torch, {B} starts: {rows[-1]}", flush=True)
@@ -371,10 +420,27 @@ def main():
     parser.add_argument("--two-d-lag", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(RESULTS / "propagators.json"))
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="200,000 four-well steps, 4 x 5,000 2-D frames, 3 epochs, small held-out sets",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the process")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    global MAX_EPOCHS
+    if args.quick:
+        args.n_steps, args.two_d_frames = 200_000, 5_000
+        SIZES.update(QUICK_SIZES)
+        MAX_EPOCHS = 3
+    torch.set_num_threads(args.threads)
+    run = start_run()
     results = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1}
+        "timing": (
+            f"sampling costs: {WARMUP} untimed warm-up call, then best and median of {REPEATS} "
+            "timed calls; numpy sampler and torch loop alternate within each repetition; fit "
+            "times are single fits"
+        ),
+        "quick": bool(args.quick),
     }
     if "four_well" in args.parts or "cost" in args.parts:
         fw, fitted, starts, F_exact, edges, ref = four_well_part(args.n_steps, args.seed)
@@ -386,8 +452,7 @@ def main():
             results["cost"] = cost_part(fitted, starts)
     if "two_d" in args.parts:
         results["two_d"] = two_d_part(args.seed, args.two_d_frames, args.two_d_lag)
-    RESULTS.mkdir(exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2))
+    write_result(args.output, results, run)
     print_table(results)
     print(f"wrote {args.output}")
 

@@ -13,35 +13,36 @@ the same network under `torch.inference_mode` (mixture parameters, `torch.multin
 `torch.compile` on pre-drawn noise. The slow baselines run fewer steps; steps per second are
 comparable because the cost per step does not depend on the number of steps.
 
-Every measurement runs in a fresh worker process with one BLAS and one torch thread, so that
-its peak memory can be read from the kernel (the rise of the resident set size during the
-run; the high-water mark is reset first) and the runs do not disturb each other. The time is
-the best of ``--repeats`` runs; the median is reported too. ``steps`` counts sampled
-transitions, ``n_starts * (n_steps - 1)``.
+Every timed run is a fresh worker process with one BLAS and one torch thread, so that its
+peak memory can be read from the kernel (the rise of the resident set size during the timed
+run; the high-water mark is reset first) and the runs do not disturb each other. Every
+method, sklss's and the baselines alike, gets the same treatment: the worker makes one
+untimed warm-up run of the full size, then one timed run; ``--repeats`` workers run per
+method, alternating between the methods of a case, and the best and the median are
+reported. ``steps`` counts sampled transitions, ``n_starts * (n_steps - 1)``.
 
 Writes ``results/sampling.json``.
 
 Usage::
 
-    python benchmarks/bench_sampling.py                 # about 2-4 minutes
+    python benchmarks/bench_sampling.py                 # about 5 minutes
     python benchmarks/bench_sampling.py --no-compile    # skip the torch.compile baseline
+    python benchmarks/bench_sampling.py --quick --output /tmp/sampling.json   # smoke run
 """
 
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 
 import joblib
 import numpy as np
+from _common import RESULTS, machine_info, start_run, time_interleaved, write_result
 
-RESULTS = Path(__file__).resolve().parent / "results"
 N_LATENT, N_KERNELS, HIDDEN = 3, 24, (100, 100)
 
 # (name, method, n_starts, n_steps, target seconds for the full size)
@@ -139,8 +140,8 @@ def _torch_runner(mdn, n_starts, n_steps, compiled):
     return run
 
 
-def _worker(method, model_path, n_starts, n_steps, repeats):
-    """Time one way of sampling in this process; print a JSON record."""
+def _worker(method, model_path, n_starts, n_steps, trace):
+    """One warm-up run and one timed run of one way of sampling; print a JSON record."""
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -150,7 +151,6 @@ def _worker(method, model_path, n_starts, n_steps, repeats):
     extra = {}
     tmpdir = tempfile.TemporaryDirectory()
     if method in ("sample", "sample_memmap"):
-        mdn.sample(X0, 1000, random_state=123)  # warm-up
 
         def run(seed):
             out = None
@@ -170,87 +170,136 @@ def _worker(method, model_path, n_starts, n_steps, repeats):
         def run(seed):
             runner(X0, seed)
 
-    times = []
-    rss_before = _proc_status_kb("VmRSS")
-    peak_reset = _reset_peak_rss()
     with threadpool_limits(limits=1, user_api="blas"):
-        for seed in range(repeats):
-            t0 = time.perf_counter()
-            run(seed)
-            times.append(time.perf_counter() - t0)
+        run(123)  # warm-up, the same full-size run for every method
+        rss_before = _proc_status_kb("VmRSS")
+        peak_reset = _reset_peak_rss()
+        t0 = time.perf_counter()
+        run(0)
+        seconds = time.perf_counter() - t0
         rss_peak = _proc_status_kb("VmHWM")
         traced = None
-        if method in ("sample", "sample_memmap"):
+        if trace and method in ("sample", "sample_memmap"):
             tracemalloc.start()
-            run(repeats)
+            run(1)
             traced = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
+        info = machine_info()
     tmpdir.cleanup()
     record = {
         "method": method,
         "n_starts": n_starts,
         "n_steps": n_steps,
-        "times_s": times,
-        "best_s": min(times),
-        "median_s": float(np.median(times)),
-        "steps_per_s": n_starts * (n_steps - 1) / min(times),
+        "seconds": seconds,
         "peak_rss_rise_mb": (rss_peak - rss_before) / 1024 if peak_reset else None,
         "peak_traced_mb": traced,
         "output_mb": n_starts * n_steps * N_LATENT * 8 / 2**20,
+        "torch_threads": info["torch_threads"],
+        "blas_threads": info["blas_threads"],
         **extra,
     }
     print(json.dumps(record))
 
 
+def _measure(runs, method, model, n_starts, n_steps, env):
+    """A callable that runs one worker and returns its timed seconds (the record goes to runs)."""
+
+    def call():
+        cmd = [sys.executable, __file__]
+        if not runs[method]:
+            cmd.append("--trace")  # tracemalloc's peak, in the first worker of a method only
+        cmd += ["--worker", method, model, str(n_starts), str(n_steps)]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            print(done.stderr, file=sys.stderr)
+            raise SystemExit(f"worker {method} ({n_starts} x {n_steps}) failed")
+        rec = json.loads(done.stdout.strip().splitlines()[-1])
+        runs[method].append(rec)
+        return rec["seconds"]
+
+    return call
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs (workers) per method")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument(
+        "--quick", action="store_true", help="steps divided by 20, 2 repeats, no torch.compile"
+    )
+    parser.add_argument("--output", default=str(RESULTS / "sampling.json"))
+    parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", nargs=4, metavar=("METHOD", "MODEL", "STARTS", "STEPS"))
     args = parser.parse_args()
     if args.worker:
         method, model, n_starts, n_steps = args.worker
-        _worker(method, model, int(n_starts), int(n_steps), args.repeats)
+        _worker(method, model, int(n_starts), int(n_steps), args.trace)
         return
+    cases = CASES
+    if args.quick:
+        args.repeats, args.no_compile = 2, True
+        cases = [(c, m, n, steps // 20, t) for c, m, n, steps, t in CASES]
+    run = start_run()
 
-    RESULTS.mkdir(exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "mdn.joblib")
         _train(model)
-        for case, method, n_starts, n_steps, target in CASES:
-            if args.no_compile and method == "torch_compiled":
-                continue
-            repeats = args.repeats if method.startswith("sample") else 1
-            cmd = [
-                sys.executable,
-                __file__,
-                "--repeats",
-                str(repeats),
-                "--worker",
-                method,
-                model,
-                str(n_starts),
-                str(n_steps),
+        for case in ("batch", "single"):
+            todo = [
+                c for c in cases if c[0] == case and not (args.no_compile and "compiled" in c[1])
             ]
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if done.returncode != 0:
-                print(done.stderr, file=sys.stderr)
-                raise SystemExit(f"worker {method} ({n_starts} x {n_steps}) failed")
-            rec = json.loads(done.stdout.strip().splitlines()[-1])
-            rec.update(case=case, target_s=target)
-            records.append(rec)
+            runs = {c[1]: [] for c in todo}
+
+            timing = time_interleaved(
+                {m: _measure(runs, m, model, n, steps, env) for _, m, n, steps, _ in todo},
+                warmup=0,
+                repeats=args.repeats,
+                self_timed=True,
+            )
+            for _, method, n_starts, n_steps, target in todo:
+                recs, t = runs[method], timing[method]
+                rss = [r["peak_rss_rise_mb"] for r in recs if r["peak_rss_rise_mb"] is not None]
+                record = {
+                    "case": case,
+                    "method": method,
+                    "n_starts": n_starts,
+                    "n_steps": n_steps,
+                    "target_s": target,
+                    "best_s": t["best"],
+                    "median_s": t["median"],
+                    "times_s": t["all"],
+                    "steps_per_s": n_starts * (n_steps - 1) / t["best"],
+                    "steps_per_s_median": n_starts * (n_steps - 1) / t["median"],
+                    "peak_rss_rise_mb": float(np.median(rss)) if rss else None,
+                    "peak_rss_rise_mb_all": rss,
+                    "peak_traced_mb": recs[0]["peak_traced_mb"],
+                    "output_mb": recs[0]["output_mb"],
+                    "worker_torch_threads": sorted({r["torch_threads"] for r in recs}),
+                    "worker_blas_threads": recs[0]["blas_threads"],
+                }
+                compile_s = [r["compile_seconds"] for r in recs if "compile_seconds" in r]
+                if compile_s:
+                    record["compile_seconds"] = float(np.median(compile_s))
+                records.append(record)
 
     for case in ("batch", "single"):
         base = next(r for r in records if r["case"] == case and r["method"] == "torch_loop")
         for r in records:
             if r["case"] == case:
                 r["speedup_vs_torch_loop"] = r["steps_per_s"] / base["steps_per_s"]
+                r["speedup_vs_torch_loop_median"] = (
+                    r["steps_per_s_median"] / base["steps_per_s_median"]
+                )
 
     header = (
         f"{'case':<8}{'method':<16}{'starts x steps':>18}{'best s':>9}{'median s':>10}"
         f"{'steps/s':>12}{'speedup':>9}{'peak RSS MB':>13}{'traced MB':>11}{'target':>8}"
+    )
+    print(
+        f"best and median of {args.repeats} worker processes per method, each after one "
+        "untimed full-size warm-up run; speedup from the best times"
     )
     print(header)
     print("-" * len(header))
@@ -263,9 +312,9 @@ def main():
             f"{r['best_s']:>9.2f}{r['median_s']:>10.2f}{r['steps_per_s']:>12,.0f}"
             f"{r['speedup_vs_torch_loop']:>8.1f}x{rss:>13}{traced:>11}{target:>8}"
         )
-    compiled = [r for r in records if "compile_seconds" in r]
-    for r in compiled:
-        print(f"torch.compile took {r['compile_seconds']:.0f} s for the {r['case']} step")
+    for r in records:
+        if "compile_seconds" in r:
+            print(f"torch.compile took {r['compile_seconds']:.0f} s for the {r['case']} step")
 
     record = {
         "benchmark": "sampling",
@@ -275,18 +324,19 @@ def main():
             "hidden_layer_sizes": HIDDEN,
             "activation": "relu",
         },
+        "timing": (
+            f"{args.repeats} fresh worker processes per method, alternating between the methods "
+            "of a case; each makes one untimed full-size warm-up run and one timed run; best "
+            "and median over the processes; peak RSS rise: median over the processes"
+        ),
         "records": records,
-        "machine": {
-            "system": platform.system(),
-            "machine": platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-        },
-        "note": "steps = n_starts * (n_steps - 1); one BLAS thread and one torch thread",
+        "note": (
+            "steps = n_starts * (n_steps - 1); workers run with OMP/OPENBLAS/MKL_NUM_THREADS=1, "
+            "torch.set_num_threads(1) and threadpool_limits(1); the threads they read are in "
+            "worker_torch_threads and worker_blas_threads"
+        ),
     }
-    (RESULTS / "sampling.json").write_text(json.dumps(record, indent=2))
-    print(f"wrote {RESULTS / 'sampling.json'}")
+    print(f"wrote {write_result(args.output, record, run)}")
 
 
 if __name__ == "__main__":

@@ -17,14 +17,18 @@
    value, and the mean Jensen-Shannon divergence of the decoded features' marginals against
    held-out data (target 0.05).
 
-Prints Markdown tables and writes ``results/bench_simulator.json``.
+In ``speed`` the three timed things (decoded sampling, latent-only sampling, the bare
+generator forward pass) get the same warm-up (one untimed call each) and the same number of
+timed calls (``--repeats``), alternating within each repetition; best and median reported.
 
-    python benchmarks/bench_simulator.py [--parts speed stream four_well hidden]
+Prints Markdown tables and writes ``results/bench_simulator.json`` (or ``--output``). Parts run
+earlier and not rerun are kept from the existing file, each with the machine it ran on.
+
+    python benchmarks/bench_simulator.py [--parts speed stream four_well hidden] [--quick]
 """
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,12 +37,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import RESULTS, machine_info, start_run, time_interleaved, write_result
 
 from sklss import CWGANDecoder, LatentSpaceSimulator, MDNPropagator, SRVTransformer
 from sklss.datasets import four_well, four_well_reference, hidden_wells, hidden_wells_reference
 from sklss.metrics import free_energy_profile, free_energy_rmse, js_divergence, markov_timescales
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def paper_lss(n_features, n_outputs, epochs=1):
@@ -66,40 +69,66 @@ def briefly_trained(n_features=30, n_outputs=60):
 def part_speed(args):
     lss, X = briefly_trained()
     X0 = X[:100]
-    n_steps = 10_400
-    lss.sample(X0[:2], 100, random_state=0)  # warm-up
-    t0 = time.perf_counter()
-    result = lss.sample(X0, n_steps, random_state=0)
-    total = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    lss.sample(X0, n_steps, random_state=0, decode=False)
-    latent_only = time.perf_counter() - t0
-    # Baseline: a bare torch forward pass of the generator over the same frames and noise.
+    n_steps = args.speed_steps
+    state = {}
+
+    def decoded():
+        state["result"] = lss.sample(X0, n_steps, random_state=0)
+
+    def latent_only():
+        lss.sample(X0, n_steps, random_state=0, decode=False)
+
+    # Baseline: a bare torch forward pass of the generator over the same frames and noise,
+    # prepared from the frames of the first decoded call (inside its untimed warm-up).
     module = lss.decoder_.net_.module_.eval()
-    flat = torch.from_numpy(np.ascontiguousarray(result.latent.reshape(-1, 3)))
-    noise = torch.randn(len(flat), 50)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for s in range(0, len(flat), 262_144):
-            module(flat[s : s + 262_144], noise[s : s + 262_144])
-    bare = time.perf_counter() - t0
+
+    def bare():
+        if "flat" not in state:
+            latent = state["result"].latent.reshape(-1, 3)
+            state["flat"] = torch.from_numpy(np.ascontiguousarray(latent))
+            state["noise"] = torch.randn(len(state["flat"]), 50)
+        flat, noise = state["flat"], state["noise"]
+        with torch.inference_mode():
+            for s in range(0, len(flat), 262_144):
+                module(flat[s : s + 262_144], noise[s : s + 262_144])
+
+    timing = time_interleaved(
+        {"decoded": decoded, "latent_only": latent_only, "bare_generator_forward": bare},
+        warmup=1,
+        repeats=args.repeats,
+    )
     frames = 100 * n_steps
     row = {
         "trajectories": 100,
         "steps": n_steps,
         "frames": frames,
-        "seconds_total": total,
-        "seconds_latent_only": latent_only,
-        "seconds_bare_generator_forward": bare,
-        "frames_per_second": frames / total,
+        "timing": (
+            f"1 untimed warm-up call each, then {args.repeats} timed calls each, alternating; "
+            "seconds_* are the best, *_median the median"
+        ),
+        "seconds_total": timing["decoded"]["best"],
+        "seconds_total_median": timing["decoded"]["median"],
+        "seconds_latent_only": timing["latent_only"]["best"],
+        "seconds_latent_only_median": timing["latent_only"]["median"],
+        "seconds_bare_generator_forward": timing["bare_generator_forward"]["best"],
+        "seconds_bare_generator_forward_median": timing["bare_generator_forward"]["median"],
+        "all_times": timing,
+        "frames_per_second": frames / timing["decoded"]["best"],
         "target_seconds": 10.0,
     }
-    print("\n### Generation at Trp-cage scale (100 x 10,400 steps, m = 3, 60 outputs)\n")
-    print("| what | seconds | frames / s |")
-    print("|---|---|---|")
-    print(f"| LSS sample, decoded | {total:.2f} | {frames / total:,.0f} |")
-    print(f"| LSS sample, latent only | {latent_only:.2f} | {frames / latent_only:,.0f} |")
-    print(f"| bare generator forward (baseline) | {bare:.2f} | {frames / bare:,.0f} |")
+    print(
+        f"\n### Generation at Trp-cage scale (100 x {n_steps:,} steps, m = 3, 60 outputs; "
+        f"best and median of {args.repeats} after a warm-up)\n"
+    )
+    print("| what | best s | median s | frames / s (best) |")
+    print("|---|---|---|---|")
+    for label, key in (
+        ("LSS sample, decoded", "decoded"),
+        ("LSS sample, latent only", "latent_only"),
+        ("bare generator forward (baseline)", "bare_generator_forward"),
+    ):
+        t = timing[key]
+        print(f"| {label} | {t['best']:.2f} | {t['median']:.2f} | {frames / t['best']:,.0f} |")
     return row
 
 
@@ -111,7 +140,12 @@ def _stream_worker(folder, n_starts, n_steps):
     lss.sample(X[:n_starts], n_steps, random_state=0, out=folder)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB -> MB
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
+    info = machine_info()
+    print(
+        json.dumps(
+            {"seconds": seconds, "peak_rss_mb": peak, "worker_torch_threads": info["torch_threads"]}
+        )
+    )
 
 
 def part_stream(args):
@@ -184,7 +218,7 @@ def part_hidden(args):
     )
     lss = LatentSpaceSimulator(
         SRVTransformer(n_components=2, batch_size=4096, max_epochs=args.epochs),
-        MDNPropagator(n_kernels=24, max_epochs=100),
+        MDNPropagator(n_kernels=24, max_epochs=args.mdn_epochs),
         CWGANDecoder(batch_size=256, max_epochs=args.gan_epochs),
         lag_time=5,
         random_state=0,
@@ -216,7 +250,9 @@ def part_hidden(args):
         "scoring_seconds": score_s,
         "free_energy_rmse_kT": rmse,
         "free_energy_rmse_kT_below_5kT": rmse_5kT,
+        # The SRV's own eigenvalue timescales, from its training data (not held out).
         "srv_timescales": lss.encoder_.timescales_.tolist(),
+        "srv_timescales_from": "training data",
         "exact_timescales": exact[:2].tolist(),
         "md": its["md"].tolist(),
         "md_se": its["md_std_error"].tolist(),
@@ -231,7 +267,10 @@ def part_hidden(args):
     print("| FE RMSE psi_1 (kT) | same, F <= 5 kT | mean (max) feature JS |")
     print("|---|---|---|")
     print(f"| {rmse:.3f} | {rmse_5kT:.3f} | {np.mean(js):.4f} ({np.max(js):.4f}) |")
-    print("\n| process | exact | SRV eigenvalue | MD acf fit | LSS acf fit | LSS vs MD |")
+    print(
+        "\n| process | exact | SRV eigenvalue (training data) | MD acf fit (held-out) "
+        "| LSS acf fit | LSS vs MD |"
+    )
     print("|---|---|---|---|---|---|")
     for i in range(2):
         print(
@@ -249,26 +288,39 @@ def main():
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--parts", nargs="+", default=["speed", "stream", "four_well", "hidden"])
+    p.add_argument("--speed-steps", type=int, default=10_400)
+    p.add_argument("--repeats", type=int, default=3, help="timed calls in the speed part")
     p.add_argument("--stream-frames", type=int, default=10_000_000)
     p.add_argument("--four-well-steps", type=int, default=5_000_000)
     p.add_argument("--hidden-frames", type=int, default=200_000)
     p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--mdn-epochs", type=int, default=100, help="hidden part")
     p.add_argument("--gan-epochs", type=int, default=100)
+    p.add_argument("--quick", action="store_true", help="every part at a small size")
+    p.add_argument("--output", type=Path, default=RESULTS / "bench_simulator.json")
     args = p.parse_args()
+    if args.quick:
+        args.speed_steps, args.stream_frames = 520, 200_000
+        args.four_well_steps, args.hidden_frames = 200_000, 20_000
+        args.epochs, args.mdn_epochs, args.gan_epochs = 2, 2, 2
     parts = {
         "speed": part_speed,
         "stream": part_stream,
         "four_well": part_four_well,
         "hidden": part_hidden,
     }
-    result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads"}
+    run = start_run()
+    old = json.loads(args.output.read_text()) if args.output.exists() else {}
+    old.pop("machine", None)
+    result = {}
     for name in args.parts:
         result[name] = parts[name](args)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "bench_simulator.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
+        # Kept with the part, since a later run of other parts keeps this one in the file.
+        result[name]["machine"] = machine_info()
+        result[name]["quick"] = bool(args.quick)
     old.update(result)
-    path.write_text(json.dumps(old, indent=2))
+    old["parts_run"] = list(args.parts)
+    print(f"wrote {write_result(args.output, old, run)}")
 
 
 if __name__ == "__main__":
