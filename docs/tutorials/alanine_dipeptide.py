@@ -1,13 +1,38 @@
-"""A latent space simulator of alanine dipeptide, from OpenMM trajectories to a DCD file.
+"""
+Alanine dipeptide: from OpenMM to a DCD file
+============================================
 
-Molecular dynamics of alanine dipeptide in implicit solvent is run with OpenMM (and cached
-on disk, so a second run starts at once). The encoder sees the sines and cosines of the
-backbone torsions phi and psi; the decoder generates superposed coordinates of the ten heavy
-atoms. The generated structures are written to a DCD file and their Ramachandran plot is
-compared with the MD's.
+A full simulator (SRV encoder, MDN propagator, cWGAN decoder) on molecular dynamics of
+alanine dipeptide in implicit solvent. :func:`sklss.datasets.alanine_dipeptide` runs the MD
+with OpenMM and caches it on disk (``$SKLSS_CACHE``, else ``~/.cache/sklss``, so a second
+run starts at once); one nanosecond takes roughly half a minute of one CPU core. The
+featurisers of :mod:`sklss.features` turn ``mdtraj.Trajectory`` objects into arrays: the
+encoder sees the sines and cosines of the backbone torsions phi and psi, and the decoder
+learns Kabsch-superposed coordinates of the ten heavy atoms.
+:meth:`sklss.features.SuperposedCoordinates.inverse_transform` turns generated
+configurations back into ``mdtraj`` trajectories, and :func:`sklss.io.write_trajectory`
+writes them as DCD, XTC or PDB for VMD, PyMOL or nglview.
 
-Needs the ``md`` extra (``pip install "sklss[md]"``: mdtraj and OpenMM). Run with
-SKLSS_SMALL=1 for a tiny version (seconds, meaningless numbers).
+The script ends with Ramachandran plots (free energy over phi and psi) of the MD and of the
+generated structures. The ``sklss demo --system alanine-dipeptide`` command runs a similar
+pipeline and writes a report.
+
+This tutorial needs the ``md`` extra: ``pip install "sklss[md]"`` (mdtraj and OpenMM).
+
+.. note::
+
+   The output on this page comes from the documentation build, which runs the script at CI
+   size (``SKLSS_SMALL=1``: 30 ps of MD per trajectory and two epochs, seconds), so its
+   numbers and figures are meaningless. Run it yourself, ``python alanine_dipeptide.py``,
+   for the full size.
+
+**What to expect at full size** (4 x 5 ns of MD: about 15 minutes of OpenMM on one core
+the first time, read back from the cache in under a second afterwards, then the
+training): the MD samples the psi transition between the C7eq/beta/PPII basin and alpha_R,
+the slowest process it visits (about 12 ps; see the alanine dipeptide section of
+``benchmarks/README.md``), and reaches alpha_L (phi > 0) only rarely. The generated
+structures populate the same two main basins of the Ramachandran plot as the MD; they
+rarely or never enter alpha_L.
 """
 
 import os
@@ -27,19 +52,34 @@ N_NS = 0.03 if SMALL else 5.0  # ns per trajectory; frames are saved every ps
 EQUILIBRATION_PS = 5.0 if SMALL else 100.0
 MAX_EPOCHS = 2 if SMALL else 100
 
-# 1. MD: four trajectories of Langevin dynamics at 300 K (OpenMM, AMBER ff96 + OBC2).
+# %%
+# Molecular dynamics
+# ------------------
+#
+# Four trajectories of Langevin dynamics at 300 K (OpenMM, AMBER ff96 + OBC2).
+
 trajs = alanine_dipeptide(N_NS, n_trajectories=4, equilibration_ps=EQUILIBRATION_PS, random_state=0)
 print(f"MD: {len(trajs)} trajectories of {trajs[0].n_frames} frames, {trajs[0].n_atoms} atoms")
 
-# 2. Features for the encoder, configurations for the decoder. Both keep the trajectories
-#    apart, so lagged pairs never cross from one trajectory into the next.
+# %%
+# Features
+# --------
+#
+# Features for the encoder, configurations for the decoder. Both keep the trajectories
+# apart, so lagged pairs never cross from one trajectory into the next.
+
 torsions = Torsions("backbone").fit(trajs)  # sin and cos of phi and psi
 coordinates = SuperposedCoordinates("heavy").fit(trajs)  # 10 heavy atoms, aligned, in nm
 X = torsions.transform(trajs)
 Y = coordinates.transform(trajs)
 print("encoder features:", list(torsions.get_feature_names_out()))
 
-# 3. The simulator, with a lag of 10 frames (10 ps).
+# %%
+# The simulator
+# -------------
+#
+# Encoder, propagator and decoder, with a lag of 10 frames (10 ps).
+
 lag = 10
 lss = LatentSpaceSimulator(
     SRVTransformer(n_components=2, max_epochs=MAX_EPOCHS),
@@ -50,8 +90,13 @@ lss = LatentSpaceSimulator(
 ).fit(X, Y)
 print("implied timescales of the encoder (ps):", np.round(lss.encoder_.timescales_, 1))
 
-# 4. Generate one trajectory from each MD trajectory's first frame, ten times as long as the
-#    MD (one step is one lag, 10 ps), and write the first one as a DCD file.
+# %%
+# New structures, written as DCD
+# ------------------------------
+#
+# Generate one trajectory from each MD trajectory's first frame, ten times as long as the
+# MD (one step is one lag, 10 ps), and write the first one as a DCD file.
+
 n_steps = trajs[0].n_frames
 result = lss.sample(np.stack([x[0] for x in X]), n_steps=n_steps, random_state=0)
 write_trajectory(result.configurations[0], coordinates.topology_, "lss.dcd", dt=lag)
@@ -59,7 +104,13 @@ generated = coordinates.inverse_transform(result.configurations, dt=lag)  # mdtr
 print(f"wrote lss.dcd: {n_steps} frames of {generated[0].n_atoms} atoms, {n_steps * lag} ps")
 
 
-# 5. Ramachandran plots of MD and of the generated structures.
+# %%
+# Ramachandran plots
+# ------------------
+#
+# The free energy over phi and psi, of the MD and of the generated structures.
+
+
 def phi_psi(traj_list):
     return [
         np.column_stack([mdtraj.compute_phi(t)[1][:, 0], mdtraj.compute_psi(t)[1][:, 0]])
