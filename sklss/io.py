@@ -1,9 +1,14 @@
-"""Saving and loading sklss models in a format that never unpickles, and trajectory files.
+"""Saving and loading sklss models and model folders without unpickling, and trajectory files.
 
 :func:`write_trajectory` and :func:`read_trajectory` move configurations (nm) between arrays
 and the DCD, XTC and PDB files that VMD, PyMOL and nglview open, through mdtraj (the
 ``sklss[md]`` extra); reading checks frame and atom counts and names the file when they are
 wrong.
+
+:func:`save_model_folder` and :func:`load_model_folder` keep a fitted simulator in a folder
+together with what it needs to run on its own: default start frames and, when it generates
+atoms, their topology. This is the model folder that ``sklss fit`` and ``sklss demo`` write
+and ``sklss sample`` runs.
 
 A pickle (and so a joblib file) runs code of the writer's choosing when it is loaded. Models
 shared between people go through :func:`save` and :func:`load` instead, which store data only:
@@ -65,9 +70,14 @@ trained on CUDA loads on a machine without a GPU, on the CPU, with a warning say
 """
 
 import functools
+import json
+import os
+import shutil
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from skorch.dataset import Dataset
 from torch import nn
@@ -90,13 +100,22 @@ from ._archive import (  # noqa: F401  (FORMAT and InvalidModelFileError are pub
 )
 from ._nn import ACTIVATIONS, TensorBatchLoader
 from ._trajectory_files import read_trajectory, write_trajectory
+from ._version import __version__
 from .decoder import CWGANDecoder, _CWGANNet, _Generator, _WassersteinGP
 from .encoder import SRVTransformer, _Lobe, _NegativeVAMP2, _SRVNet
 from .interpolant import InterpolantPropagator, _BridgeModule, _InterpolantNet, _MeanLoss
 from .propagator import MDNPropagator, _MDNNet, _MixtureDensityModule, _NegativeLogLikelihood
 from .simulator import LatentSpaceSimulator
 
-__all__ = ["InvalidModelFileError", "load", "read_trajectory", "save", "write_trajectory"]
+__all__ = [
+    "InvalidModelFileError",
+    "load",
+    "load_model_folder",
+    "read_trajectory",
+    "save",
+    "save_model_folder",
+    "write_trajectory",
+]
 
 # Constructor arguments of the layers an ``__mlp__`` may hold (Linear's ``bias`` is a flag).
 _LAYER_ARGS = {
@@ -696,6 +715,7 @@ def save_model_folder(simulator, folder, X, *, info=None, topology=None, n_start
 
     Examples
     --------
+    >>> import tempfile
     >>> import numpy as np
     >>> from sklss import LatentSpaceSimulator, MDNPropagator
     >>> from sklss.io import load_model_folder, save_model_folder
@@ -703,35 +723,29 @@ def save_model_folder(simulator, folder, X, *, info=None, topology=None, n_start
     >>> mdn = MDNPropagator(n_kernels=2, hidden_layer_sizes=(8,), max_epochs=2)
     >>> lss = LatentSpaceSimulator("passthrough", mdn, "passthrough", lag_time=2,
     ...                            random_state=0).fit(x)
-    >>> save_model_folder(lss, "my-model", x, info={"system": "random walk"})  # doctest: +SKIP
-    PosixPath('my-model')
-    >>> model = load_model_folder("my-model")  # doctest: +SKIP
-    >>> model.info["system"], model.start_frames.shape  # doctest: +SKIP
-    ('random walk', (100, 1))
+    >>> folder = save_model_folder(lss, tempfile.mkdtemp(), x, info={"system": "random walk"})
+    >>> sorted(p.name for p in folder.iterdir())
+    ['simulator.sklss', 'sklss-model.json', 'start_frames.npy']
+    >>> model = load_model_folder(folder)
+    >>> model.info["system"], model.info["lag_time"], model.start_frames.shape
+    ('random walk', 2, (100, 1))
     """
-    import json
-    import shutil
-    from pathlib import Path
-
-    import numpy as np
-
-    from ._version import __version__
-
     n_features = getattr(simulator, "n_features_in_", None)
     if n_features is None:
         raise ValueError("save_model_folder needs a fitted simulator; call fit first.")
-    frames = np.concatenate([np.asarray(x, dtype=float) for x in (X if isinstance(X, list) else [X])])
+    frames = np.concatenate([np.asarray(x) for x in (X if isinstance(X, list) else [X])])
+    if frames.ndim == 1 and n_features == 1:
+        frames = frames[:, None]
     if frames.ndim != 2 or frames.shape[1] != n_features:
         raise ValueError(
-            f"X must be frames of the simulator's {n_features} features; got shape "
-            f"{frames.shape}."
+            f"X must be frames of the simulator's {n_features} features; got shape {frames.shape}."
         )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save(simulator, folder / _FOLDER_MODEL)
     picks = np.unique(np.linspace(0, len(frames) - 1, n_start_frames).astype(int))
     np.save(folder / _FOLDER_START_FRAMES, frames[picks])
-    if isinstance(topology, (str, Path)):
+    if isinstance(topology, (str, os.PathLike)):
         shutil.copyfile(topology, folder / _FOLDER_TOPOLOGY)
     elif topology is not None:
         topology.save_pdb(str(folder / _FOLDER_TOPOLOGY))
@@ -790,11 +804,14 @@ def load_model_folder(folder):
 
     Examples
     --------
+    After ``sklss demo``, four trajectories of 100 steps from its model:
+
     >>> from sklss.io import load_model_folder
     >>> model = load_model_folder("sklss-demo-report/model")  # doctest: +SKIP
-    >>> result = model.simulator.sample(model.start_frames[:4], 100, random_state=0)  # doctest: +SKIP
+    >>> starts = model.start_frames[:4]  # doctest: +SKIP
+    >>> model.simulator.sample(starts, 100, random_state=0).latent.shape  # doctest: +SKIP
+    (4, 100, 2)
     """
-    import numpy as np
     from sklearn.utils import Bunch
 
     folder, info = _read_folder_info(folder)
@@ -816,9 +833,6 @@ def load_model_folder(folder):
 
 def _read_folder_info(folder):
     """The folder and its ``sklss-model.json``, checked."""
-    import json
-    from pathlib import Path
-
     folder = Path(folder)
     if not folder.exists():
         raise FileNotFoundError(f"model folder '{folder}' does not exist")

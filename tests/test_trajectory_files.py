@@ -10,8 +10,8 @@ pytest.importorskip("mdtraj")
 
 import mdtraj as md  # noqa: E402
 
-from sklss.io import read_trajectory, write_trajectory  # noqa: E402
 from sklss.datasets import alanine_dipeptide_structure  # noqa: E402
+from sklss.io import read_trajectory, write_trajectory  # noqa: E402
 
 # Precision of each format, in nm: XTC and PDB keep 0.001 nm, DCD single precision.
 TOLERANCE = {".dcd": 1e-6, ".xtc": 1e-3, ".pdb": 1e-3}

@@ -13,9 +13,10 @@ A user mistake (a missing file, a bad flag or value) is reported as one line on 
 a non-zero exit status: 2 for flags, 1 for everything else, 130 for Ctrl-C.
 
 The package holds one module per concern: ``_parser`` (flags), ``_config`` (defaults and the
-TOML file), ``_files`` (input files), ``_model_folder`` (what ``fit`` writes and ``sample``
-reads), ``_fit`` and ``_sample`` (the commands), ``_main`` (the entry point) and ``demo``
-(one module per demo system, and the report writer).
+TOML file), ``_files`` (input files), ``_model_folder`` (the command's errors for the model
+folders of :func:`sklss.io.save_model_folder`, which ``fit`` writes and ``sample`` reads),
+``_fit`` and ``_sample`` (the commands), ``_main`` (the entry point) and ``demo`` (one module
+per demo system, the pieces they share, and the report writer).
 """
 
 from ._errors import CommandError

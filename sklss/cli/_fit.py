@@ -7,11 +7,10 @@ from pathlib import Path
 from ._config import _FIT_DEFAULTS, _say, _set_table, _settings
 from ._errors import CommandError
 from ._files import _check_aligned, _existing, _load_npy_files
-from ._model_folder import _save_model_folder
 
 
 def _read_md(settings):
-    from .._trajectory_files import read_trajectory
+    from ..io import read_trajectory
 
     topology = _existing(settings["topology"], "topology file")
     trajs = []
@@ -63,7 +62,42 @@ def _build_simulator(settings, tables, config):
 
 
 def _fit(args):
+    from ..io import save_model_folder
+
     settings, tables = _settings(args, _FIT_DEFAULTS)
+    output = _check_fit_settings(settings)
+    t0 = time.perf_counter()
+    if settings["features"] is not None:
+        X, Y, info, topology = _read_npy_inputs(settings)
+    else:
+        X, Y, info, topology = _read_md_inputs(settings)
+    n_frames = sum(len(x) for x in X)
+    _say(
+        settings,
+        f"read {len(X)} trajector{'y' if len(X) == 1 else 'ies'}: {n_frames:,} frames x "
+        f"{X[0].shape[1]} features",
+    )
+
+    lss = _build_simulator(settings, tables, args.config)
+    lss.fit(X, Y)
+    seconds = time.perf_counter() - t0
+    save_model_folder(lss, output, X, info=info, topology=topology)
+    if lss.interrupted_ is not None:
+        print(
+            f"sklss fit: interrupted in the {lss.interrupted_}; what was trained is saved in "
+            f"'{output}', but it cannot sample until fit runs to the end",
+            file=sys.stderr,
+        )
+        return 130
+    if settings["verbose"] and lss.encoder_ != "passthrough":
+        ts = ", ".join(f"{t:.1f}" for t in lss.encoder_.timescales_)
+        print(f"encoder implied timescales (frames): {ts}")
+    print(f"fitted in {seconds:.0f} s; model saved to '{output}'")
+    return 0
+
+
+def _check_fit_settings(settings):
+    """Refuse inconsistent options before reading anything; return the output folder."""
     has_npy = settings["features"] is not None
     has_md = settings["trajectories"] is not None
     if has_npy == has_md:
@@ -82,64 +116,51 @@ def _fit(args):
     output = Path(settings["output"])
     if output.exists() and not output.is_dir():
         raise CommandError(f"output '{output}' exists and is not a folder")
+    return output
 
-    t0 = time.perf_counter()
-    topology = None
+
+def _read_npy_inputs(settings):
+    """Features, decoder targets (or None), the model folder's info, and no topology."""
+    X, x_sources = _load_npy_files(settings["features"], "features file")
+    Y = None
+    if settings["configurations"] is not None:
+        Y, y_sources = _load_npy_files(settings["configurations"], "configurations file")
+        _check_aligned(X, Y, x_sources, y_sources)
+    info = {
+        "input": "features",
+        "output": "configurations" if Y is not None else "features",
+        "frame_time_ps": settings["frame_time"],
+    }
+    return X, Y, info, None
+
+
+def _read_md_inputs(settings):
+    """Encoder features and superposed coordinates from MD files, info and decoded atoms."""
+    trajs = _read_md(settings)
     frame_time = settings["frame_time"]
-    if has_npy:
-        X, x_sources = _load_npy_files(settings["features"], "features file")
-        Y = None
-        if settings["configurations"] is not None:
-            Y, y_sources = _load_npy_files(settings["configurations"], "configurations file")
-            _check_aligned(X, Y, x_sources, y_sources)
-        info = {"input": "features", "output": "configurations" if Y is not None else "features"}
-    else:
-        trajs = _read_md(settings)
-        if frame_time is None and trajs[0].n_frames > 1:
-            frame_time = float(trajs[0].timestep) or None
-        featurizer = _featurizer(settings)
-        X = featurizer.fit_transform(trajs)
-        X = X if isinstance(X, list) else [X]
-        Y = None
-        info = {
-            "input": "md",
-            "output": "features",
-            "featurizer": settings["featurizer"],
-            "featurizer_params": {
-                k: v
-                for k, v in featurizer.get_params(deep=False).items()
-                if isinstance(v, (str, int, float, bool))
-            },
-            "feature_names": [str(n) for n in featurizer.get_feature_names_out()],
-        }
-        if settings["decode"]:
-            from ..features import SuperposedCoordinates
+    if frame_time is None and trajs[0].n_frames > 1:
+        frame_time = float(trajs[0].timestep) or None
+    featurizer = _featurizer(settings)
+    X = featurizer.fit_transform(trajs)
+    X = X if isinstance(X, list) else [X]
+    Y = topology = None
+    info = {
+        "input": "md",
+        "output": "features",
+        "featurizer": settings["featurizer"],
+        "featurizer_params": {
+            k: v
+            for k, v in featurizer.get_params(deep=False).items()
+            if isinstance(v, (str, int, float, bool))
+        },
+        "feature_names": [str(n) for n in featurizer.get_feature_names_out()],
+    }
+    if settings["decode"]:
+        from ..features import SuperposedCoordinates
 
-            coords = SuperposedCoordinates(settings["decoder_selection"]).fit(trajs)
-            Y = coords.transform(trajs)
-            topology = coords.inverse_transform(coords.reference_xyz_[None].reshape(1, -1))
-            info.update(output="coordinates", decoder_selection=settings["decoder_selection"])
+        coords = SuperposedCoordinates(settings["decoder_selection"]).fit(trajs)
+        Y = coords.transform(trajs)
+        topology = coords.inverse_transform(coords.reference_xyz_[None].reshape(1, -1))
+        info.update(output="coordinates", decoder_selection=settings["decoder_selection"])
     info["frame_time_ps"] = frame_time
-    n_frames = sum(len(x) for x in X)
-    _say(
-        settings,
-        f"read {len(X)} trajector{'y' if len(X) == 1 else 'ies'}: {n_frames:,} frames x "
-        f"{X[0].shape[1]} features",
-    )
-
-    lss = _build_simulator(settings, tables, args.config)
-    lss.fit(X, Y)
-    seconds = time.perf_counter() - t0
-    _save_model_folder(lss, output, X, info=info, topology=topology)
-    if lss.interrupted_ is not None:
-        print(
-            f"sklss fit: interrupted in the {lss.interrupted_}; what was trained is saved in "
-            f"'{output}', but it cannot sample until fit runs to the end",
-            file=sys.stderr,
-        )
-        return 130
-    if settings["verbose"] and lss.encoder_ != "passthrough":
-        ts = ", ".join(f"{t:.1f}" for t in lss.encoder_.timescales_)
-        print(f"encoder implied timescales (frames): {ts}")
-    print(f"fitted in {seconds:.0f} s; model saved to '{output}'")
-    return 0
+    return X, Y, info, topology

@@ -31,6 +31,12 @@ def _positive_int(text):
     return value
 
 
+def _count(group, flag, metavar, help, short=None):
+    """An option taking a positive integer."""
+    flags = (short, flag) if short else (flag,)
+    group.add_argument(*flags, type=_positive_int, metavar=metavar, help=help)
+
+
 def _help(text, default):
     return f"{text} (default: {default})" if default is not None else text
 
@@ -53,7 +59,13 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"sklss {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo(sub)
+    _add_fit(sub)
+    _add_sample(sub)
+    return parser
 
+
+def _add_demo(sub):
     demo = sub.add_parser(
         "demo",
         help="fit simulators to toy systems with known answers and write a report",
@@ -78,6 +90,27 @@ def build_parser():
         default="sklss-demo-report",
         help="report folder, created if missing (default: sklss-demo-report)",
     )
+    _demo_sizes(demo)
+    demo.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="exit with status 1 when a fidelity target is missed (default: --check)",
+    )
+    demo.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+    demo.add_argument(
+        "--verbose",
+        type=int,
+        default=1,
+        choices=range(4),
+        metavar="{0,1,2,3}",
+        help=_VERBOSE_HELP + " (default: 1)",
+    )
+    demo.set_defaults(func=run_demo)
+
+
+def _demo_sizes(demo):
+    """How much data and training the demo uses."""
     demo.add_argument(
         "--n-steps",
         metavar="N",
@@ -107,24 +140,9 @@ def build_parser():
         default=30,
         help="maximum training epochs of each network (default: 30)",
     )
-    demo.add_argument(
-        "--check",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="exit with status 1 when a fidelity target is missed (default: --check)",
-    )
-    demo.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
-    demo.add_argument(
-        "--verbose",
-        type=int,
-        default=1,
-        choices=range(4),
-        metavar="{0,1,2,3}",
-        help=_VERBOSE_HELP + " (default: 1)",
-    )
-    demo.set_defaults(func=run_demo)
 
-    d = _FIT_DEFAULTS
+
+def _add_fit(sub):
     fit = sub.add_parser(
         "fit",
         help="fit a latent space simulator to features or MD trajectories",
@@ -138,6 +156,15 @@ def build_parser():
         "paths in it are relative to its folder.",
     )
     inputs = fit.add_argument_group("input")
+    _fit_inputs(inputs)
+    _fit_md_options(inputs, _FIT_DEFAULTS)
+    _fit_model_options(fit.add_argument_group("model"), _FIT_DEFAULTS)
+    _common_options(fit, _FIT_DEFAULTS, output_help="model folder to write")
+    fit.set_defaults(func=_fit)
+
+
+def _fit_inputs(inputs):
+    """The input files of ``fit``: ``.npy`` features, or MD files."""
     inputs.add_argument(
         "--features",
         nargs="+",
@@ -156,6 +183,10 @@ def build_parser():
     inputs.add_argument(
         "--trajectories", nargs="+", metavar="FILE", help="MD trajectory files (DCD, XTC, ...)"
     )
+
+
+def _fit_md_options(inputs, d):
+    """How ``fit`` reads and featurises MD files."""
     inputs.add_argument(
         "--featurizer",
         choices=("torsions", "distances", "torsions+distances"),
@@ -176,12 +207,7 @@ def build_parser():
         metavar="ATOMS",
         help=_help("atoms whose superposed coordinates the decoder generates", "heavy"),
     )
-    inputs.add_argument(
-        "--stride",
-        type=_positive_int,
-        metavar="N",
-        help=_help("read every n-th frame of MD files", 1),
-    )
+    _count(inputs, "--stride", "N", _help("read every n-th frame of MD files", 1))
     inputs.add_argument(
         "--frame-time",
         type=float,
@@ -189,27 +215,23 @@ def build_parser():
         help="time between frames in ps, stored in written trajectories (default: read from "
         "the MD files, else 1)",
     )
-    model = fit.add_argument_group("model")
-    model.add_argument(
+
+
+def _fit_model_options(model, d):
+    """The simulator that ``fit`` trains."""
+    _count(
+        model,
         "--lag-time",
-        type=_positive_int,
-        metavar="FRAMES",
-        help="lag time in frames (after --stride); one simulator step advances one lag (required)",
+        "FRAMES",
+        "lag time in frames (after --stride); one simulator step advances one lag (required)",
     )
-    model.add_argument(
-        "--n-components",
-        type=_positive_int,
-        metavar="M",
-        help=_help("latent dimensions m", d["n_components"]),
-    )
-    model.add_argument(
-        "--n-kernels", type=_positive_int, metavar="C", help=_help("MDN kernels C", d["n_kernels"])
-    )
-    model.add_argument(
+    _count(model, "--n-components", "M", _help("latent dimensions m", d["n_components"]))
+    _count(model, "--n-kernels", "C", _help("MDN kernels C", d["n_kernels"]))
+    _count(
+        model,
         "--max-epochs",
-        type=_positive_int,
-        metavar="N",
-        help=_help("maximum training epochs of each network", d["max_epochs"]),
+        "N",
+        _help("maximum training epochs of each network", d["max_epochs"]),
     )
     model.add_argument(
         "--decoder",
@@ -221,10 +243,9 @@ def build_parser():
     model.add_argument(
         "--device", choices=("cpu", "cuda", "auto"), help=_help("torch device", d["device"])
     )
-    _common_options(fit, d, output_help="model folder to write")
-    fit.set_defaults(func=_fit)
 
-    s = _SAMPLE_DEFAULTS
+
+def _add_sample(sub):
     sample = sub.add_parser(
         "sample",
         help="generate trajectories from a fitted model",
@@ -237,19 +258,14 @@ def build_parser():
         "trajectory (NAME_000.dcd, ...) when N > 1.",
     )
     sample.add_argument("model", nargs="?", metavar="MODEL", help="model folder")
-    sample.add_argument(
-        "-n",
+    _count(
+        sample,
         "--n-trajectories",
-        type=_positive_int,
-        metavar="N",
-        help="number of trajectories (default: the rows of --start, else 1)",
+        "N",
+        "number of trajectories (default: the rows of --start, else 1)",
+        short="-n",
     )
-    sample.add_argument(
-        "--n-steps",
-        type=_positive_int,
-        metavar="N",
-        help="frames per trajectory, the start included (required)",
-    )
+    _count(sample, "--n-steps", "N", "frames per trajectory, the start included (required)")
     sample.add_argument(
         "--start",
         metavar="NPY",
@@ -264,9 +280,10 @@ def build_parser():
         metavar="FILE",
         help="topology for DCD/XTC output (default: the model folder's topology.pdb)",
     )
-    _common_options(sample, s, output_help="output file: .npy, .dcd, .xtc, ... (required)")
+    _common_options(
+        sample, _SAMPLE_DEFAULTS, output_help="output file: .npy, .dcd, .xtc, ... (required)"
+    )
     sample.set_defaults(func=_sample)
-    return parser
 
 
 def _common_options(parser, defaults, *, output_help):

@@ -10,11 +10,49 @@ import numpy as np
 from ._config import _SAMPLE_DEFAULTS, _settings
 from ._errors import CommandError
 from ._files import _TRAJECTORY_SUFFIXES, _existing, _load_npy
-from ._model_folder import _START_FRAMES, _load_estimator, _read_model_folder
+from ._model_folder import _read_model_folder
 
 
 def _sample(args):
     settings, _ = _settings(args, _SAMPLE_DEFAULTS)
+    output, latent_output = _check_sample_settings(settings)
+    model = _read_model_folder(settings["model"])
+    if model.info.get("interrupted"):
+        raise CommandError(
+            f"the model in '{model.folder}' was interrupted while fitting the "
+            f"{model.info['interrupted']}; fit it again to the end"
+        )
+    topology = _output_topology(settings, model, output.suffix.lower())
+    X0 = _start_frames(settings, model)
+
+    lss = model.simulator
+    lss.set_params(verbose=min(int(settings["verbose"]), 1))
+    for path in (output, latent_output):
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    n_steps = int(settings["n_steps"])
+    seed = int(settings["seed"])
+    if topology is None:
+        written = _sample_to_npy(lss, X0, n_steps, seed, output, latent_output)
+    else:
+        result = lss.sample(X0, n_steps, random_state=seed)
+        frame_time = model.info.get("frame_time_ps") or 1.0
+        written = _write_trajectories(result, topology, output, frame_time * lss.lag_time_)
+        if latent_output is not None:
+            np.save(latent_output, result.latent)
+            written.append(Path(latent_output))
+    seconds = time.perf_counter() - t0
+    names = ", ".join(f"'{p}'" for p in written[:3]) + (", ..." if len(written) > 3 else "")
+    print(
+        f"sampled {len(X0)} trajectories x {n_steps:,} steps (one step = {lss.lag_time_} "
+        f"frames) in {seconds:.1f} s; wrote {names}"
+    )
+    return 0
+
+
+def _check_sample_settings(settings):
+    """Refuse missing or bad options before reading anything; return the output paths."""
     if settings["model"] is None:
         raise CommandError("the model folder is required (sklss sample MODEL ...)")
     if settings["n_steps"] is None:
@@ -31,27 +69,26 @@ def _sample(args):
     latent_output = settings["latent_output"]
     if latent_output is not None and Path(latent_output).suffix.lower() != ".npy":
         raise CommandError(f"--latent-output '{latent_output}' must be a .npy file")
-    folder, info = _read_model_folder(settings["model"])
-    if info.get("interrupted"):
+    return output, latent_output
+
+
+def _output_topology(settings, model, suffix):
+    """The atoms of trajectory-file output (None for ``.npy``), from the flag or the folder."""
+    if suffix == ".npy":
+        return None
+    topology = settings["topology"] or model.topology
+    if topology is None:
         raise CommandError(
-            f"the model in '{folder}' was interrupted while fitting the {info['interrupted']}; "
-            "fit it again to the end"
+            f"writing {suffix} needs atoms: the model was fitted on {model.info.get('input')} "
+            "without a topology; pass --topology, or write .npy"
         )
+    if not model.info.get("decoded"):
+        raise CommandError(f"the model has no decoder, so it cannot write {suffix}; use .npy")
+    return _existing(topology, "topology file")
 
-    topology = None
-    if suffix != ".npy":
-        topology = settings["topology"] or (
-            folder / info["topology"] if info.get("topology") else None
-        )
-        if topology is None:
-            raise CommandError(
-                f"writing {suffix} needs atoms: the model was fitted on {info.get('input')} "
-                "without a topology; pass --topology, or write .npy"
-            )
-        if not info.get("decoded"):
-            raise CommandError(f"the model has no decoder, so it cannot write {suffix}; use .npy")
-        topology = _existing(topology, "topology file")
 
+def _start_frames(settings, model):
+    """The start frame of each trajectory: rows of --start, or drawn from the folder's."""
     if settings["start"] is not None:
         starts = _load_npy(settings["start"], "start file")
         if len(starts) != 1:
@@ -60,7 +97,7 @@ def _sample(args):
             )
         starts = starts[0]
     else:
-        starts = np.load(folder / info.get("start_frames", _START_FRAMES), allow_pickle=False)
+        starts = model.start_frames
     n = settings["n_trajectories"]
     if n is None:
         n = len(starts) if settings["start"] is not None else 1
@@ -70,35 +107,12 @@ def _sample(args):
     else:
         picks = rng.choice(len(starts), size=n, replace=n > len(starts))
     X0 = starts[picks]
-    if X0.shape[1] != info["n_features"]:
+    if X0.shape[1] != model.info["n_features"]:
         raise CommandError(
-            f"start frames have {X0.shape[1]} features, but the model expects {info['n_features']}"
+            f"start frames have {X0.shape[1]} features, but the model expects "
+            f"{model.info['n_features']}"
         )
-
-    lss = _load_estimator(folder, info)
-    lss.set_params(verbose=min(int(settings["verbose"]), 1))
-    for path in (output, latent_output):
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    n_steps = int(settings["n_steps"])
-    seed = int(settings["seed"])
-    if suffix == ".npy":
-        written = _sample_to_npy(lss, X0, n_steps, seed, output, latent_output)
-    else:
-        result = lss.sample(X0, n_steps, random_state=seed)
-        frame_time = info.get("frame_time_ps") or 1.0
-        written = _write_trajectories(result, topology, output, frame_time * lss.lag_time_)
-        if latent_output is not None:
-            np.save(latent_output, result.latent)
-            written.append(Path(latent_output))
-    seconds = time.perf_counter() - t0
-    names = ", ".join(f"'{p}'" for p in written[:3]) + (", ..." if len(written) > 3 else "")
-    print(
-        f"sampled {n} trajectories x {n_steps:,} steps (one step = {lss.lag_time_} frames) in "
-        f"{seconds:.1f} s; wrote {names}"
-    )
-    return 0
+    return X0
 
 
 def _sample_to_npy(lss, X0, n_steps, seed, output, latent_output):
@@ -122,7 +136,7 @@ def _sample_to_npy(lss, X0, n_steps, seed, output, latent_output):
 
 
 def _write_trajectories(result, topology, output, dt):
-    from .._trajectory_files import write_trajectory
+    from ..io import write_trajectory
 
     configurations = result.configurations
     n = len(configurations)

@@ -6,33 +6,42 @@ import numpy as np
 
 
 def _write_report(out, report, args):
+    """Write ``metrics.json`` (the metrics, checks and files) and ``metrics.md`` (the tables)."""
     from ... import __version__
-
-    def plain(value):
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-        if isinstance(value, np.generic):
-            return value.item()
-        return value
 
     data = {
         "sklss_version": __version__,
         "system": report["system"],
         "seed": args.seed,
         "seconds": report["seconds"],
-        **plain(report["metrics"]),
-        "checks": plain(report["checks"]),
+        **_plain(report["metrics"]),
+        "checks": _plain(report["checks"]),
         "files": report["files"],
     }
     (out / "metrics.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out / "metrics.md").write_text("\n".join(_markdown(out, report, args.seed)))
+
+
+def _plain(value):
+    """``value`` with numpy arrays and scalars as lists and Python numbers, for JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _markdown(out, report, seed):
+    """The lines of ``metrics.md``: a table per section, the targets and the files."""
+    from ... import __version__
+
     lines = [f"# {report['title']}", ""]
     lines.append(
-        f"Written by `sklss demo` (sklss {__version__}, seed {args.seed}) in "
-        f"{report['seconds']:.0f} s."
+        f"Written by `sklss demo` (sklss {__version__}, seed {seed}) in {report['seconds']:.0f} s."
     )
     for section in report["sections"]:
         lines += ["", f"## {section['title']}", "", section["text"], ""]
@@ -57,4 +66,4 @@ def _write_report(out, report, args):
         "```",
         "",
     ]
-    (out / "metrics.md").write_text("\n".join(lines))
+    return lines

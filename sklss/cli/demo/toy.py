@@ -2,20 +2,21 @@
 
 import numpy as np
 
-from .._model_folder import _save_model_folder
 from ._common import _draw_its, _figure, _require_matplotlib, _save, _stage
 from .four_well import _demo_four_well
 from .hidden_wells import _demo_hidden_wells
 
 
 def _demo_toy(args, out):
+    from ...io import save_model_folder
+
     _require_matplotlib()
     print("sklss demo: latent space simulators on two toy systems with known answers")
     four = _demo_four_well(args)
     hidden = _demo_hidden_wells(args)
     files = _demo_toy_figures(four["plot"], hidden["plot"], out)
     _stage(args, "saving the hidden-coordinate simulator")
-    _save_model_folder(
+    save_model_folder(
         hidden["lss"],
         out / "model",
         hidden["X"],
