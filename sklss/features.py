@@ -23,8 +23,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compat import StrOptions, _fit_context
 from ._optional import import_md
+from ._validation import as_float_trajectories, is_trajectory_list
+from ._zmatrix import build_zmatrix, cartesian_from_internal, check_bonds, internal_from_cartesian
 
 __all__ = [
+    "InternalCoordinates",
     "PairwiseDistances",
     "SuperposedCoordinates",
     "Torsions",
@@ -513,6 +516,336 @@ class SuperposedCoordinates(_TrajectoryFeaturizer):
             time = float(dt) * np.arange(len(arr))
             trajs.append(md.Trajectory(arr.reshape(len(arr), -1, 3), self.topology_, time=time))
         return _as_output(trajs, is_list)
+
+
+def _is_array_input(X):
+    """Whether ``X`` holds coordinate arrays rather than ``mdtraj.Trajectory`` objects."""
+    first = X[0] if isinstance(X, (list, tuple)) and len(X) else X
+    return not (hasattr(first, "xyz") and hasattr(first, "topology"))
+
+
+class InternalCoordinates(_TrajectoryFeaturizer):
+    """Bond lengths, bond angles and torsions (as sin/cos) of a bonded set of atoms.
+
+    The selected atoms are ordered into a Z-matrix, breadth-first along the bonds from the
+    first selected atom: every atom after the first is bonded to an atom placed before it,
+    which gives one bond length, and from the third (fourth) atom on, one bond angle (and one
+    torsion) with atoms placed before it, along the bonded path where possible. For ``n``
+    atoms the features are the ``n - 1`` bond lengths (nm), the ``n - 2`` angles (rad), then
+    ``sin`` and ``cos`` of the ``n - 3`` torsions, so ``4 n - 9`` in all.
+
+    As decoder targets they keep generated molecules physically valid where Cartesian
+    coordinates do not: every bond length and angle is a feature of its own, rather than a
+    difference of two noisy positions, and the torsions fix the handedness of every
+    stereocentre. :meth:`inverse_transform` rebuilds Cartesian coordinates by the natural
+    extension reference frame (NeRF) construction and superposes them on the first training
+    frame, as :class:`SuperposedCoordinates` outputs them.
+
+    Input is ``mdtraj.Trajectory`` objects, whose topology gives the bonds, or, for toy
+    systems without a topology, trajectory data of flattened Cartesian coordinates
+    ``(n_frames, 3 * n_atoms)`` (``x_1, y_1, z_1, x_2, ...``), which needs ``bonds``.
+    Molecules must be whole: coordinates are not unwrapped across periodic boundaries.
+
+    Parameters
+    ----------
+    selection : str or array-like of int, default="heavy"
+        The atoms: an mdtraj selection string, a shorthand (``"heavy"``, ``"ca"``,
+        ``"backbone"``, ``"all"``) or an array of atom indices. Array input has no elements
+        or names: ``"heavy"`` and ``"all"`` there take every atom, other strings are errors,
+        and an array of indices selects atoms.
+    bonds : array-like of shape (n_bonds, 2) or None, default=None
+        Bonded pairs of atom indices of the input (the topology's, or the arrays' atoms), all
+        among the selected atoms; they must connect the selection. ``None`` takes the bonds of
+        the topology between selected atoms (an error for array input). Bonds that close a
+        ring are not used.
+
+    Attributes
+    ----------
+    atom_indices_ : ndarray of shape (n_selected,)
+        The selected atoms of the input.
+    bonds_ : ndarray of shape (n_bonds, 2)
+        The bonds used to build the Z-matrix, as atom indices of the input.
+    zmatrix_ : ZMatrix
+        Placement order and reference atoms ``(j, k, l)``, as positions in
+        ``atom_indices_``.
+    reference_xyz_ : ndarray of shape (n_selected, 3)
+        The first training frame's selected atoms, centred at the origin, in nm: the frame
+        :meth:`inverse_transform` superposes on.
+    topology_ : mdtraj.Topology or None
+        Topology of the selected atoms; ``None`` after fitting on arrays.
+    feature_names_ : list of str
+        Names such as ``"bond ALA2-CB ALA2-CA"``, ``"angle ALA2-CB ALA2-CA ALA2-N"`` and
+        ``"sin torsion ALA2-CB ALA2-CA ALA2-N ACE1-C"``; ``atom3`` labels atom 3 of arrays.
+    n_atoms_in_ : int
+        Atoms in the fitted input.
+
+    See Also
+    --------
+    SuperposedCoordinates : Cartesian decoder targets.
+
+    Examples
+    --------
+    >>> from sklss.datasets import alanine_dipeptide_structure
+    >>> from sklss.features import InternalCoordinates
+    >>> structure = alanine_dipeptide_structure()
+    >>> internal = InternalCoordinates("heavy").fit(structure)
+    >>> Y = internal.transform(structure)
+    >>> Y.shape  # 9 bonds, 8 angles, 7 torsions as sin and cos
+    (1, 31)
+    >>> internal.feature_names_[0]
+    'bond ACE1-C ACE1-CH3'
+    >>> internal.inverse_transform(Y).n_atoms
+    10
+
+    Arrays of flattened coordinates, here a chain of four atoms:
+
+    >>> import numpy as np
+    >>> xyz = np.array([[0.0, 0, 0, 0.15, 0, 0, 0.2, 0.14, 0, 0.35, 0.15, 0.05]])
+    >>> chain = InternalCoordinates(bonds=[(0, 1), (1, 2), (2, 3)]).fit(xyz)
+    >>> chain.transform(xyz).shape
+    (1, 7)
+    >>> chain.inverse_transform(chain.transform(xyz)).shape
+    (1, 12)
+    """
+
+    _parameter_constraints = {
+        "selection": [str, "array-like"],
+        "bonds": ["array-like", None],
+    }
+
+    def __init__(self, selection="heavy", *, bonds=None):
+        self.selection = selection
+        self.bonds = bonds
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Build the Z-matrix from the bonds and keep the first frame as the reference.
+
+        Parameters
+        ----------
+        X : mdtraj.Trajectory, list of mdtraj.Trajectory, or array-like of shape
+            (n_frames, 3 * n_atoms) or a list of them
+            Training trajectories sharing one topology, or flattened Cartesian coordinates
+            (which need ``bonds``).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted featuriser.
+        """
+        if _is_array_input(X):
+            trajs = self._coordinate_arrays(X, n_atoms=None)
+            self.n_atoms_in_ = trajs[0].shape[1]
+            self._fit_atoms(trajs[0][0], None, None)
+            return self
+        md = import_md("mdtraj", feature=type(self).__name__)
+        trajs, is_list = _trajectories(X, md)
+        first = trajs[0]
+        _check_atoms(trajs, first.n_atoms, self, is_list)
+        self.n_atoms_in_ = first.n_atoms
+        self._fit_topology(first, trajs, md)
+        return self
+
+    def _coordinate_arrays(self, X, n_atoms):
+        """Array input as a list of float64 arrays of shape (n_frames, n_atoms, 3)."""
+        if self.bonds is None and n_atoms is None:
+            raise ValueError(
+                "InternalCoordinates needs the 'bonds' parameter for array input: arrays of "
+                "flattened coordinates carry no topology. Pass bonds=[(i, j), ...], or pass "
+                "mdtraj.Trajectory objects."
+            )
+        trajs = as_float_trajectories(X, "X")
+        out = []
+        for i, t in enumerate(trajs):
+            where = f"trajectory {i}" if len(trajs) > 1 else "X"
+            width = t.shape[1]
+            if width % 3 or (n_atoms is not None and width != 3 * n_atoms):
+                expected = "3 * n_atoms" if n_atoms is None else f"{3 * n_atoms}"
+                raise ValueError(
+                    f"{where} has {width} columns; expected {expected} flattened Cartesian "
+                    "coordinates (x_1, y_1, z_1, x_2, ...)"
+                    + ("" if n_atoms is None else f" for the fitted {n_atoms} atoms")
+                    + "."
+                )
+            if i and width != trajs[0].shape[1]:
+                raise ValueError(
+                    f"All trajectories in X must have the same number of columns: trajectory 0 "
+                    f"has {trajs[0].shape[1]}, trajectory {i} has {width}."
+                )
+            out.append(t.reshape(len(t), -1, 3))
+        return out
+
+    def _fit_topology(self, first, trajs, md):
+        top = first.topology
+        self._fit_atoms(first.xyz[0].astype(np.float64), top, md)
+
+    def _fit_atoms(self, frame, top, md):
+        """Select atoms, read the bonds, build the Z-matrix; ``top`` is None for arrays."""
+        n_in = self.n_atoms_in_
+        if top is None:
+            if isinstance(self.selection, str):
+                if self.selection.lower() not in ("heavy", "all"):
+                    raise ValueError(
+                        f"The 'selection' parameter {self.selection!r} needs a topology; for "
+                        "array input use 'all' (or the default 'heavy', which also takes "
+                        "every atom) or an array of atom indices."
+                    )
+                atoms = np.arange(n_in)
+            else:
+                atoms = _select(_IndexOnlyTopology(n_in), self.selection)
+            labels = [f"atom{a}" for a in range(n_in)]
+        else:
+            atoms = _select(top, self.selection)
+            labels = [_atom_label(atom) for atom in top.atoms]
+        if len(atoms) < 3:
+            raise ValueError(
+                f"The 'selection' parameter {self.selection!r} gives {len(atoms)} atom(s); "
+                "internal coordinates need at least 3 bonded atoms."
+            )
+        position = np.full(n_in, -1, dtype=np.int64)
+        position[atoms] = np.arange(len(atoms))
+        if self.bonds is not None:
+            bonds = check_bonds(self.bonds, n_in)
+            outside = position[bonds] < 0
+            if outside.any():
+                a = int(bonds[outside][0])
+                raise ValueError(
+                    f"The 'bonds' parameter bonds atom {a} ({labels[a]}), which is not among "
+                    f"the atoms of the 'selection' parameter {self.selection!r}."
+                )
+        else:
+            pairs = [(a.index, b.index) for a, b in top.bonds]
+            bonds = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+            if len(bonds) == 0:
+                raise ValueError(
+                    "The topology has no bonds. Add them with topology.create_standard_bonds() "
+                    "(or load a file that has them), or pass the 'bonds' parameter."
+                )
+            bonds = bonds[(position[bonds] >= 0).all(axis=1)]
+        names = [labels[a] for a in atoms]
+        zmatrix = build_zmatrix(position[bonds], len(atoms), names=names)
+        ref = frame[atoms]
+        self.atom_indices_ = atoms
+        self.bonds_ = bonds
+        self.zmatrix_ = zmatrix
+        self.reference_xyz_ = ref - ref.mean(axis=0)
+        self.topology_ = None if top is None else top.subset(atoms)
+
+        def label(positions):
+            return " ".join(names[p] for p in positions)
+
+        self.feature_names_ = (
+            [f"bond {label(p)}" for p in zmatrix.bond_pairs]
+            + [f"angle {label(p)}" for p in zmatrix.angle_triples]
+            + [
+                f"{f} torsion {label(p)}"
+                for f in ("sin", "cos")
+                for p in zmatrix.torsion_quadruples
+            ]
+        )
+
+    def _features(self, xyz):
+        lengths, angles, torsions = internal_from_cartesian(xyz, self.zmatrix_)
+        return np.hstack([lengths, angles, np.sin(torsions), np.cos(torsions)]).astype(np.float32)
+
+    def _featurize(self, traj, md):
+        return self._features(traj.xyz[:, self.atom_indices_].astype(np.float64))
+
+    def transform(self, X):
+        """Bond lengths, angles and torsions (sin, cos) of ``X``.
+
+        Parameters
+        ----------
+        X : mdtraj.Trajectory, list of mdtraj.Trajectory, or array-like of shape
+            (n_frames, 3 * n_atoms) or a list of them
+            The same kind of input as in :meth:`fit`.
+
+        Returns
+        -------
+        features : ndarray of shape (n_frames, n_features_out) or list of them
+            One 2-D float32 array per trajectory; a list for a list.
+        """
+        check_is_fitted(self)
+        arrays = _is_array_input(X)
+        if arrays != (self.topology_ is None):
+            fitted = "arrays" if self.topology_ is None else "mdtraj trajectories"
+            given = "arrays" if arrays else "mdtraj trajectories"
+            raise TypeError(
+                f"InternalCoordinates was fitted on {fitted}, but X holds {given}; pass the "
+                "same kind of input to fit and transform."
+            )
+        if not arrays:
+            return super().transform(X)
+        trajs = self._coordinate_arrays(X, n_atoms=self.n_atoms_in_)
+        out = [self._features(t[:, self.atom_indices_]) for t in trajs]
+        return _as_output(out, is_trajectory_list(X))
+
+    def inverse_transform(self, X, *, dt=1.0):
+        """Rebuild the selected atoms' coordinates from internal coordinates (NeRF).
+
+        Torsions are ``atan2(sin, cos)``, so the pair need not lie on the unit circle. The
+        rebuilt frames are centred and superposed (Kabsch) on ``reference_xyz_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames, n_features_out), a list of them, or an array of
+            shape (n_trajectories, n_frames, n_features_out)
+            Internal coordinates in the order of ``feature_names_``, such as decoded
+            configurations.
+        dt : float, default=1.0
+            Time between frames, in ps, stored in the trajectories' ``time``.
+
+        Returns
+        -------
+        traj : mdtraj.Trajectory or list of mdtraj.Trajectory, or ndarray
+            With topology ``topology_``; a list for a list or a 3-D array. After fitting on
+            arrays: flattened coordinates of shape (n_frames, 3 * n_selected) in nm (float64),
+            or a list of them.
+        """
+        check_is_fitted(self)
+        n = len(self.atom_indices_)
+        n_out = len(self.feature_names_)
+        if isinstance(X, (list, tuple)):
+            arrays, is_list = list(X), True
+        else:
+            arr = np.asarray(X)
+            is_list = arr.ndim == 3
+            arrays = list(arr) if is_list else [arr]
+        md = None
+        if self.topology_ is not None:
+            md = import_md("mdtraj", feature="InternalCoordinates.inverse_transform")
+        out = []
+        for i, arr in enumerate(arrays):
+            arr = np.asarray(arr, dtype=np.float64)
+            where = f"trajectory {i}" if is_list else "X"
+            if arr.ndim != 2 or arr.shape[1] != n_out:
+                raise ValueError(
+                    f"{where} has shape {arr.shape}; expected (n_frames, {n_out}) internal "
+                    f"coordinates for {n} atoms ({n - 1} bond lengths, {n - 2} angles, and sin "
+                    f"and cos of {n - 3} torsions)."
+                )
+            bad = ~np.isfinite(arr).all(axis=1)
+            if bad.any():
+                raise ValueError(f"{where} contains NaN or inf at frame {int(np.argmax(bad))}.")
+            a, b, c = n - 1, 2 * n - 3, 3 * n - 6
+            torsions = np.arctan2(arr[:, b:c], arr[:, c:])
+            xyz = cartesian_from_internal(arr[:, :a], arr[:, a:b], torsions, self.zmatrix_)
+            xyz = _kabsch(xyz - xyz.mean(axis=1, keepdims=True), self.reference_xyz_)
+            if md is None:
+                out.append(xyz.reshape(len(xyz), 3 * n))
+            else:
+                time = float(dt) * np.arange(len(xyz))
+                out.append(md.Trajectory(xyz.astype(np.float32), self.topology_, time=time))
+        return _as_output(out, is_list)
+
+
+class _IndexOnlyTopology:
+    """Just enough of a topology for :func:`_select` to check an array of atom indices."""
+
+    def __init__(self, n_atoms):
+        self.n_atoms = n_atoms
 
 
 class TrajectoryFeatureUnion(FeatureUnion):
