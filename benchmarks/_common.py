@@ -100,7 +100,10 @@ def machine_info():
     import numpy as np
     import torch
 
-    status = _git("status", "--porcelain", "--", "sklss", "benchmarks")
+    # Result files rewritten by earlier scripts of the same run do not make the code dirty.
+    status = _git(
+        "status", "--porcelain", "--", "sklss", "benchmarks", ":(exclude)benchmarks/results"
+    )
     info = {
         "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git("rev-parse", "HEAD"),

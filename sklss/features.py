@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compat import StrOptions, _fit_context
 from ._optional import import_md
-from ._validation import as_float_trajectories, is_trajectory_list
+from ._validation import as_float_trajectories, as_output_form, is_trajectory_list
 from ._zmatrix import build_zmatrix, cartesian_from_internal, check_bonds, internal_from_cartesian
 
 __all__ = [
@@ -104,10 +104,6 @@ def _atom_label(atom):
     return f"{atom.residue.name}{atom.residue.resSeq}-{atom.name}"
 
 
-def _as_output(arrays, is_list):
-    return arrays if is_list else arrays[0]
-
-
 class _TrajectoryFeaturizer(TransformerMixin, BaseEstimator):
     """Shared ``fit``/``transform`` plumbing: fit reads the topology, transform featurises."""
 
@@ -152,7 +148,7 @@ class _TrajectoryFeaturizer(TransformerMixin, BaseEstimator):
         md = import_md("mdtraj", feature=type(self).__name__)
         trajs, is_list = _trajectories(X, md)
         _check_atoms(trajs, self.n_atoms_in_, self, is_list)
-        return _as_output([self._featurize(t, md) for t in trajs], is_list)
+        return as_output_form([self._featurize(t, md) for t in trajs], is_list)
 
     def fit_transform(self, X, y=None):
         """Fit to ``X`` and featurise it; see :meth:`fit` and :meth:`transform`."""
@@ -515,7 +511,7 @@ class SuperposedCoordinates(_TrajectoryFeaturizer):
                 raise ValueError(f"{where} contains NaN or inf at frame {int(np.argmax(bad))}.")
             time = float(dt) * np.arange(len(arr))
             trajs.append(md.Trajectory(arr.reshape(len(arr), -1, 3), self.topology_, time=time))
-        return _as_output(trajs, is_list)
+        return as_output_form(trajs, is_list)
 
 
 def _is_array_input(X):
@@ -780,7 +776,7 @@ class InternalCoordinates(_TrajectoryFeaturizer):
             return super().transform(X)
         trajs = self._coordinate_arrays(X, n_atoms=self.n_atoms_in_)
         out = [self._features(t[:, self.atom_indices_]) for t in trajs]
-        return _as_output(out, is_trajectory_list(X))
+        return as_output_form(out, is_trajectory_list(X))
 
     def inverse_transform(self, X, *, dt=1.0):
         """Rebuild the selected atoms' coordinates from internal coordinates (NeRF).
@@ -838,7 +834,7 @@ class InternalCoordinates(_TrajectoryFeaturizer):
             else:
                 time = float(dt) * np.arange(len(xyz))
                 out.append(md.Trajectory(xyz.astype(np.float32), self.topology_, time=time))
-        return _as_output(out, is_list)
+        return as_output_form(out, is_list)
 
 
 class _IndexOnlyTopology:

@@ -105,6 +105,8 @@ def _source_files(package=PACKAGE):
         ("checkpoint_callbacks(", {"sklss._checkpoint", "sklss._training"}),
         # One eigen-solver of the VAC problem.
         ("W0.T @ C0t @ W0", {"sklss._covariance"}),
+        # One way to hand back a list for list input and an array for array input.
+        ("if is_list else arrays[0]", {"sklss._validation"}),
         # One integer check.
         ("not isinstance(value, Integral)", {"sklss._validation"}),
     ],
