@@ -104,6 +104,34 @@ def _atom_label(atom):
     return f"{atom.residue.name}{atom.residue.resSeq}-{atom.name}"
 
 
+def _decoded_arrays(X, n_out, expected, dtype):
+    """Decoded rows for ``inverse_transform``: checked 2-D arrays, and whether X was several.
+
+    ``X`` is one array of shape (n_frames, n_out), a list of them, or a 3-D array of shape
+    (n_trajectories, n_frames, n_out); a wrong width or a non-finite row is an error naming
+    the trajectory, the frame and ``expected`` (what the columns should be).
+    """
+    if isinstance(X, (list, tuple)):
+        arrays, is_list = list(X), True
+    else:
+        arr = np.asarray(X)
+        is_list = arr.ndim == 3
+        arrays = list(arr) if is_list else [arr]
+    out = []
+    for i, arr in enumerate(arrays):
+        arr = np.asarray(arr, dtype=dtype)
+        where = f"trajectory {i}" if is_list else "X"
+        if arr.ndim != 2 or arr.shape[1] != n_out:
+            raise ValueError(
+                f"{where} has shape {arr.shape}; expected (n_frames, {n_out}) {expected}."
+            )
+        bad = ~np.isfinite(arr).all(axis=1)
+        if bad.any():
+            raise ValueError(f"{where} contains NaN or inf at frame {int(np.argmax(bad))}.")
+        out.append(arr)
+    return out, is_list
+
+
 class _TrajectoryFeaturizer(TransformerMixin, BaseEstimator):
     """Shared ``fit``/``transform`` plumbing: fit reads the topology, transform featurises."""
 
@@ -491,24 +519,11 @@ class SuperposedCoordinates(_TrajectoryFeaturizer):
         check_is_fitted(self)
         md = import_md("mdtraj", feature="SuperposedCoordinates.inverse_transform")
         n_out = 3 * len(self.atom_indices_)
-        if isinstance(X, (list, tuple)):
-            arrays, is_list = list(X), True
-        else:
-            arr = np.asarray(X)
-            is_list = arr.ndim == 3
-            arrays = list(arr) if is_list else [arr]
+        arrays, is_list = _decoded_arrays(
+            X, n_out, f"for {len(self.atom_indices_)} atoms", np.float32
+        )
         trajs = []
-        for i, arr in enumerate(arrays):
-            arr = np.asarray(arr, dtype=np.float32)
-            where = f"trajectory {i}" if is_list else "X"
-            if arr.ndim != 2 or arr.shape[1] != n_out:
-                raise ValueError(
-                    f"{where} has shape {arr.shape}; expected (n_frames, {n_out}) for "
-                    f"{len(self.atom_indices_)} atoms."
-                )
-            bad = ~np.isfinite(arr).all(axis=1)
-            if bad.any():
-                raise ValueError(f"{where} contains NaN or inf at frame {int(np.argmax(bad))}.")
+        for arr in arrays:
             time = float(dt) * np.arange(len(arr))
             trajs.append(md.Trajectory(arr.reshape(len(arr), -1, 3), self.topology_, time=time))
         return as_output_form(trajs, is_list)
@@ -803,28 +818,16 @@ class InternalCoordinates(_TrajectoryFeaturizer):
         check_is_fitted(self)
         n = len(self.atom_indices_)
         n_out = len(self.feature_names_)
-        if isinstance(X, (list, tuple)):
-            arrays, is_list = list(X), True
-        else:
-            arr = np.asarray(X)
-            is_list = arr.ndim == 3
-            arrays = list(arr) if is_list else [arr]
+        expected = (
+            f"internal coordinates for {n} atoms ({n - 1} bond lengths, {n - 2} angles, and "
+            f"sin and cos of {n - 3} torsions)"
+        )
+        arrays, is_list = _decoded_arrays(X, n_out, expected, np.float64)
         md = None
         if self.topology_ is not None:
             md = import_md("mdtraj", feature="InternalCoordinates.inverse_transform")
         out = []
-        for i, arr in enumerate(arrays):
-            arr = np.asarray(arr, dtype=np.float64)
-            where = f"trajectory {i}" if is_list else "X"
-            if arr.ndim != 2 or arr.shape[1] != n_out:
-                raise ValueError(
-                    f"{where} has shape {arr.shape}; expected (n_frames, {n_out}) internal "
-                    f"coordinates for {n} atoms ({n - 1} bond lengths, {n - 2} angles, and sin "
-                    f"and cos of {n - 3} torsions)."
-                )
-            bad = ~np.isfinite(arr).all(axis=1)
-            if bad.any():
-                raise ValueError(f"{where} contains NaN or inf at frame {int(np.argmax(bad))}.")
+        for arr in arrays:
             a, b, c = n - 1, 2 * n - 3, 3 * n - 6
             torsions = np.arctan2(arr[:, b:c], arr[:, c:])
             xyz = cartesian_from_internal(arr[:, :a], arr[:, a:b], torsions, self.zmatrix_)

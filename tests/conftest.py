@@ -84,3 +84,16 @@ def small_srv(**kw):
     )
     params.update(kw)
     return SRVTransformer(**params)
+
+
+def dihedral(p):
+    """Dihedral angle (rad) of points p[..., 0..3, :], by the textbook atan2 formula."""
+    b0, b1, b2 = (
+        p[..., 0, :] - p[..., 1, :],
+        p[..., 2, :] - p[..., 1, :],
+        p[..., 3, :] - p[..., 2, :],
+    )
+    b1 = b1 / np.linalg.norm(b1, axis=-1, keepdims=True)
+    v = b0 - np.sum(b0 * b1, -1, keepdims=True) * b1
+    w = b2 - np.sum(b2 * b1, -1, keepdims=True) * b1
+    return np.arctan2(np.sum(np.cross(b1, v) * w, -1), np.sum(v * w, -1))

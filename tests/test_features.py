@@ -16,6 +16,7 @@ from sklearn.pipeline import FeatureUnion
 pytest.importorskip("mdtraj")
 
 import mdtraj as md  # noqa: E402
+from conftest import dihedral  # noqa: E402
 
 from sklss.datasets import alanine_dipeptide_structure  # noqa: E402
 from sklss.features import (  # noqa: E402
@@ -27,19 +28,6 @@ from sklss.features import (  # noqa: E402
 )
 
 HEAVY = [0, 4, 5, 6, 8, 10, 11, 12, 16, 18]  # the 10 non-hydrogen atoms of the PDB
-
-
-def _dihedral(p):
-    """Dihedral angle (rad) of points p[..., 0..3, :], by the textbook atan2 formula."""
-    b0, b1, b2 = (
-        p[..., 0, :] - p[..., 1, :],
-        p[..., 2, :] - p[..., 1, :],
-        p[..., 3, :] - p[..., 2, :],
-    )
-    b1 = b1 / np.linalg.norm(b1, axis=-1, keepdims=True)
-    v = b0 - np.sum(b0 * b1, -1, keepdims=True) * b1
-    w = b2 - np.sum(b2 * b1, -1, keepdims=True) * b1
-    return np.arctan2(np.sum(np.cross(b1, v) * w, -1), np.sum(v * w, -1))
 
 
 def _moved(traj, seed):
@@ -73,8 +61,8 @@ def test_torsions_are_phi_and_psi_as_sin_cos_pairs(frames):
     X = torsions.transform(frames)
     assert X.shape == (40, 4) and X.dtype == np.float32
     # phi = C(ACE)-N-CA-C, psi = N-CA-C-N(NME), atoms 4-6-8-10 and 6-8-10-16.
-    phi = _dihedral(frames.xyz[:, [4, 6, 8, 10]].astype(np.float64))
-    psi = _dihedral(frames.xyz[:, [6, 8, 10, 16]].astype(np.float64))
+    phi = dihedral(frames.xyz[:, [4, 6, 8, 10]].astype(np.float64))
+    psi = dihedral(frames.xyz[:, [6, 8, 10, 16]].astype(np.float64))
     np.testing.assert_allclose(
         X, np.column_stack([np.sin(phi), np.cos(phi), np.sin(psi), np.cos(psi)]), atol=1e-5
     )
@@ -142,7 +130,7 @@ def test_superposition_minimises_rmsd_to_the_reference(frames, structure):
         np.testing.assert_allclose(pdist(Y[i]), pdist(frames.xyz[i, HEAVY]), atol=1e-5)
     quad = [HEAVY.index(a) for a in (4, 6, 8, 10)]
     np.testing.assert_allclose(
-        _dihedral(Y[:, quad]), _dihedral(frames.xyz[:, [4, 6, 8, 10]]), atol=1e-4
+        dihedral(Y[:, quad]), dihedral(frames.xyz[:, [4, 6, 8, 10]]), atol=1e-4
     )
 
 

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import dihedral
 from scipy.spatial.transform import Rotation
 
 from sklss._zmatrix import (
@@ -19,19 +20,6 @@ from sklss._zmatrix import (
 from sklss.features import InternalCoordinates
 
 CHAIN_BONDS = [(i, i + 1) for i in range(9)]  # the 10-bead chain of sklss.datasets
-
-
-def _dihedral(p):
-    """Dihedral angle (rad) of points p[..., 0..3, :], by the textbook atan2 formula."""
-    b0, b1, b2 = (
-        p[..., 0, :] - p[..., 1, :],
-        p[..., 2, :] - p[..., 1, :],
-        p[..., 3, :] - p[..., 2, :],
-    )
-    b1 = b1 / np.linalg.norm(b1, axis=-1, keepdims=True)
-    v = b0 - np.sum(b0 * b1, -1, keepdims=True) * b1
-    w = b2 - np.sum(b2 * b1, -1, keepdims=True) * b1
-    return np.arctan2(np.sum(np.cross(b1, v) * w, -1), np.sum(v * w, -1))
 
 
 def _angle(p):
@@ -161,7 +149,7 @@ def test_internal_coordinates_match_independent_formulas():
         lengths, np.linalg.norm(xyz[:, zm.bond_pairs[:, 0]] - xyz[:, zm.bond_pairs[:, 1]], axis=2)
     )
     np.testing.assert_allclose(angles, _angle(xyz[:, zm.angle_triples]), atol=1e-12)
-    np.testing.assert_allclose(torsions, _dihedral(xyz[:, zm.torsion_quadruples]), atol=1e-12)
+    np.testing.assert_allclose(torsions, dihedral(xyz[:, zm.torsion_quadruples]), atol=1e-12)
     assert (torsions > -np.pi).all() and (torsions <= np.pi).all()
 
 
@@ -233,7 +221,7 @@ def test_array_input_round_trip_on_the_bead_chain(chain_frames):
     assert ic.feature_names_[24] == "cos torsion atom3 atom2 atom1 atom0"
     np.testing.assert_allclose(Y[:, :9], bond_lengths(chain_frames), atol=1e-6)
     xyz = chain_frames.reshape(200, 10, 3)
-    torsions = _dihedral(xyz[:, [[i + 3, i + 2, i + 1, i] for i in range(7)]])
+    torsions = dihedral(xyz[:, [[i + 3, i + 2, i + 1, i] for i in range(7)]])
     np.testing.assert_allclose(Y[:, 17:24], np.sin(torsions), atol=1e-6)
     np.testing.assert_allclose(Y[:, 24:], np.cos(torsions), atol=1e-6)
     back = ic.inverse_transform(Y)
