@@ -12,13 +12,12 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold
 
 from sklss import propagator as propagator_module
+from sklss._mixture_sampler import MixtureSampler, gumbel_and_normal
 from sklss._nn import NonFiniteLossError
 from sklss.metrics import free_energy_profile, free_energy_rmse, js_divergence
 from sklss.propagator import (
     MDNPropagator,
-    _gumbel_and_normal,
     _mixture_log_density,
-    _MixtureSampler,
 )
 
 # Small networks gain nothing from intra-op threads, and lose a lot on a shared machine.
@@ -197,12 +196,12 @@ def test_fast_sampler_matches_a_plain_torch_sampler_on_the_same_draws(activation
     module = mdn.net_.module_
     lo = ((mdn.data_min_ - mdn.mean_) / mdn.scale_).astype(np.float32)
     hi = ((mdn.data_max_ - mdn.mean_) / mdn.scale_).astype(np.float32)
-    gumbel, normal = _gumbel_and_normal(np.random.default_rng(0), 60, n_starts, 4, 2)
+    gumbel, normal = gumbel_and_normal(np.random.default_rng(0), 60, n_starts, 4, 2)
     normal *= 3  # wide steps, so that the walls are hit too
     x0 = ((x[:n_starts] - mdn.mean_) / mdn.scale_).astype(np.float32)
     x0[0] = hi + 1  # one start outside the box: its first rejected draw is clipped into it
     state = x0.copy()
-    sampler = _MixtureSampler(module, lo, hi)
+    sampler = MixtureSampler(module, lo, hi)
     fast = sampler.run(state, gumbel, normal)
     expected, hits = reference_steps(module, lo, hi, x0, gumbel, normal)
     np.testing.assert_allclose(fast, expected, rtol=1e-4, atol=1e-5)
