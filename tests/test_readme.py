@@ -61,3 +61,13 @@ def test_the_readme_example_runs(monkeypatch):
     report = lss.compare(namespace["X_test"])
     assert {"free_energy_rmse", "js_divergence", "missing_mass", "extra_mass"} <= set(report)
     assert 0 <= report["js_divergence"] <= 1
+
+
+def test_the_readme_layout_names_every_module():
+    text = README.read_text()
+    layout = text[text.index("## Layout") : text.index("## Conventions")]
+    package = README.parent / "sklss"
+    names = [p.name for p in package.glob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    names += [f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").is_file()]
+    missing = [n for n in sorted(names) if f"`{n}`" not in layout]
+    assert not missing, f"README's Layout does not name {missing}"
