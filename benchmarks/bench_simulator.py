@@ -228,8 +228,10 @@ def part_hidden(args):
     fit_s = time.perf_counter() - t0
     n_steps = 4 * len(X_test[0]) // lss.lag_time_  # synthetic runs 4x the held-out length
     t0 = time.perf_counter()
-    rmse = lss.free_energy_rmse(X_test, n_steps=n_steps)
-    rmse_5kT = lss.free_energy_rmse(X_test, n_steps=n_steps, max_free_energy=5.0)
+    # Along psi_1 (the latent space), and along the default observable (the leading TICA
+    # coordinate of the features), both with empty bins charged at the 5 kT cap.
+    rmse = lss.free_energy_rmse(X_test, n_steps=n_steps, space="latent")
+    rmse_5kT = lss.free_energy_rmse(X_test, n_steps=n_steps)
     its = lss.implied_timescales(X_test, n_steps=n_steps)
     starts = np.stack([x[0] for x in X_test])
     configs = lss.sample(starts, len(X_test[0]) // lss.lag_time_, random_state=3).configurations
@@ -249,7 +251,7 @@ def part_hidden(args):
         "fit_seconds": fit_s,
         "scoring_seconds": score_s,
         "free_energy_rmse_kT": rmse,
-        "free_energy_rmse_kT_below_5kT": rmse_5kT,
+        "free_energy_rmse_observable_kT": rmse_5kT,
         # The SRV's own eigenvalue timescales, from its training data (not held out).
         "srv_timescales": lss.encoder_.timescales_.tolist(),
         "srv_timescales_from": "training data",
@@ -264,7 +266,7 @@ def part_hidden(args):
         "max_feature_js": float(np.max(js)),
     }
     print("\n### Hidden-coordinate toy, SRV + MDN + cWGAN\n")
-    print("| FE RMSE psi_1 (kT) | same, F <= 5 kT | mean (max) feature JS |")
+    print("| FE RMSE psi_1 (kT) | FE RMSE, default observable (kT) | mean (max) feature JS |")
     print("|---|---|---|")
     print(f"| {rmse:.3f} | {rmse_5kT:.3f} | {np.mean(js):.4f} ({np.max(js):.4f}) |")
     print(
