@@ -8,7 +8,7 @@ blocks beforehand by :func:`gumbel_and_normal`; the walls of the training box co
 
 import numpy as np
 
-from ._propagation import BoxWalls, numpy_layers
+from ._propagation import BoxWalls, layer_buffers, numpy_layers
 
 
 def gumbel_and_normal(rng, n_steps, n_starts, n_kernels, n_features):
@@ -125,15 +125,7 @@ class MixtureSampler(BoxWalls):
     def _run_batch(self, state, gumbel, normal, start_inside):
         m = self.n_features
         B = state.shape[0]
-        inputs = [np.ones((B, m + 1), dtype=np.float32)]
-        layers = []
-        for Wb, act, keeps_one in self.hidden:
-            out = np.ones((B, Wb.shape[0] + 1), dtype=np.float32)
-            # The whole buffer is contiguous and faster to activate, where the bias column of
-            # ones survives the activation.
-            target = out if keeps_one else out[:, :-1]
-            layers.append((np.ascontiguousarray(Wb.T), inputs[-1], out[:, :-1], act, target))
-            inputs.append(out)
+        inputs, layers = layer_buffers(self.hidden, B, m)
         W_logits_T, W_kernels = np.ascontiguousarray(self.W_logits.T), self.W_kernels
         h = inputs[-1]
         h_column = h[:, :, None]

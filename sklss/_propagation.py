@@ -97,6 +97,25 @@ def numpy_layers(mlp, activation):
     return hidden, with_bias[-1]
 
 
+def layer_buffers(hidden, n_rows, n_inputs):
+    """Preallocated float32 buffers for a batched forward pass through ``hidden`` layers.
+
+    Each buffer ends in a column of ones, the bias input of the next layer's ``Wb``. Returns
+    ``inputs`` (the input buffer, ``(n_rows, n_inputs + 1)``, then each layer's output) and
+    ``layers``: per hidden layer ``(Wb.T, input buffer, output view, activation, target)``,
+    where the activation runs in place on ``target`` (the whole buffer when the activation
+    keeps the ones column, which is contiguous and faster).
+    """
+    inputs = [np.ones((n_rows, n_inputs + 1), dtype=np.float32)]
+    layers = []
+    for Wb, act, keeps_one in hidden:
+        out = np.ones((n_rows, Wb.shape[0] + 1), dtype=np.float32)
+        target = out if keeps_one else out[:, :-1]
+        layers.append((np.ascontiguousarray(Wb.T), inputs[-1], out[:, :-1], act, target))
+        inputs.append(out)
+    return inputs, layers
+
+
 class BoxWalls:
     """Reject-and-stay at the walls of the box ``[lo, hi]`` (scaled units), per feature.
 

@@ -21,6 +21,7 @@ from ._propagation import (
     BoxWalls,
     LatentPropagatorMixin,
     LossOutputNet,
+    layer_buffers,
     numpy_layers,
 )
 from ._training import (
@@ -188,15 +189,8 @@ class _BridgeSampler(BoxWalls):
         start_inside = self.start_inside(state)
         m = self.n_features
         B = state.shape[0]
-        inputs = [np.ones((B, 2 * m + 2), dtype=np.float32)]
-        layers = []
-        for Wb, act, keeps_one in self.hidden:
-            out = np.ones((B, Wb.shape[0] + 1), dtype=np.float32)
-            # The whole buffer is contiguous and faster to activate, where the bias column of
-            # ones survives the activation.
-            target = out if keeps_one else out[:, :-1]
-            layers.append((np.ascontiguousarray(Wb.T), inputs[-1], out[:, :-1], act, target))
-            inputs.append(out)
+        # Input columns: x0, the difference to the end point, the time s, and the bias.
+        inputs, layers = layer_buffers(self.hidden, B, 2 * m + 1)
         W_out_T = np.ascontiguousarray(self.W_out.T)
         x0, diff, s_column = inputs[0][:, :m], inputs[0][:, m : 2 * m], inputs[0][:, 2 * m]
         last_hidden = inputs[-1]
