@@ -6,7 +6,8 @@ here for three jobs and writes none of that maths itself:
 
 * :func:`discretize` assigns frames of a fixed coordinate to ``n_states`` k-means states
   (deeptime's ``KMeans``);
-* :func:`markov_timescales` gives the implied timescales of a reversible MSM on bins;
+* :func:`markov_timescales` gives the implied timescales of a reversible MSM on bins, and
+  :func:`msm_timescales` those of an MSM on given states, with Bayesian error bars;
 * :func:`chapman_kolmogorov_test` compares, at ``k`` times the lag, what an MSM estimated at
   the lag predicts, what MD shows directly, and what a simulator generates, with Bayesian
   error bars, so that a simulator that is not Markovian at its lag fails visibly.
@@ -17,7 +18,7 @@ from sklearn.utils import Bunch
 
 from ._validation import check_int, is_trajectory_list
 
-__all__ = ["chapman_kolmogorov_test", "discretize", "markov_timescales"]
+__all__ = ["chapman_kolmogorov_test", "discretize", "markov_timescales", "msm_timescales"]
 
 
 def _dtraj_list(dtrajs, name):
@@ -72,8 +73,9 @@ def discretize(X, n_states, *, fit_on=None, random_state=0):
     return [relabel[model.transform(t)] for t in trajs], centers
 
 
-def _msm(dtrajs, lag, n_states, *, bayesian=0, random_state=0):
-    """A reversible MSM at ``lag`` on all ``n_states`` states, or ``None`` if not connected.
+def _msm(dtrajs, lag, n_states, *, bayesian=0, random_state=0, all_states=True):
+    """A reversible MSM at ``lag`` on all ``n_states`` states, or ``None`` if not connected
+    (with ``all_states=False``, on the largest connected set, whatever its size).
 
     Returns the maximum-likelihood transition matrix and, with ``bayesian > 0``, that many
     posterior samples of it: deeptime's reversible transition-matrix sampler on effective
@@ -90,7 +92,7 @@ def _msm(dtrajs, lag, n_states, *, bayesian=0, random_state=0):
     if count_model.count_matrix.sum() == 0:
         return None
     largest = count_model.submodel_largest()
-    if largest.n_states != n_states:
+    if (all_states and largest.n_states != n_states) or largest.n_states < 2:
         return None
     T = MaximumLikelihoodMSM(reversible=True).fit_fetch(largest).transition_matrix
     if not bayesian:
@@ -102,7 +104,8 @@ def _msm(dtrajs, lag, n_states, *, bayesian=0, random_state=0):
         n_steps=max(1, int(np.sqrt(n_states))),
         seed=int(random_state) % (2**31),
     )
-    return T, np.asarray(sampler.sample(nsamples=bayesian)).reshape(bayesian, n_states, n_states)
+    n = largest.n_states
+    return T, np.asarray(sampler.sample(nsamples=bayesian)).reshape(bayesian, n, n)
 
 
 def markov_timescales(x, edges, lag_time, *, n_components=1, dt=1.0):
@@ -140,6 +143,93 @@ def markov_timescales(x, edges, lag_time, *, n_components=1, dt=1.0):
     if k > 0:
         ts[:k] = msm.timescales(k)
     return ts * dt
+
+
+def msm_timescales(
+    dtrajs, lag_time, *, n_components=1, n_samples=100, level=0.95, dt=1.0, random_state=0
+):
+    """Implied timescales of a reversible MSM on discrete states, with Bayesian error bars.
+
+    The maximum-likelihood reversible MSM at ``lag_time`` gives the estimate, and
+    ``n_samples`` transition matrices from its posterior give the interval and the standard
+    error; both are estimated on effective counts (statistically independent transitions,
+    as deeptime's ``BayesianMSM`` counts them), so that the error bars of correlated data are
+    not too narrow. Both use the largest connected set of states, whose size is returned:
+    compare two models (MD and a simulator) on the same states only when both connect them.
+
+    Parameters
+    ----------
+    dtrajs : array-like of int or list of them
+        State sequences, frames one frame apart.
+    lag_time : int
+        Lag in frames.
+    n_components : int, default=1
+        Number of timescales, slowest first.
+    n_samples : int, default=100
+        Posterior samples for the error bars (at least 2).
+    level : float, default=0.95
+        Coverage of the percentile interval.
+    dt : float, default=1.0
+        Time between frames; timescales come in its units.
+    random_state : int, default=0
+        Seeds the posterior sampling.
+
+    Returns
+    -------
+    result : :class:`~sklearn.utils.Bunch`
+        ``timescales``, ``std_error``, ``lower``, ``upper``: arrays of shape
+        ``(n_components,)`` in units of ``dt`` (NaN where the connected set has too few
+        states); ``n_states_connected`` and ``n_states``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklss.markov import msm_timescales
+    >>> rng = np.random.default_rng(0)
+    >>> T = np.array([[0.99, 0.01], [0.02, 0.98]])
+    >>> s = [0]
+    >>> for _ in range(20000):
+    ...     s.append(rng.choice(2, p=T[s[-1]]))
+    >>> r = msm_timescales(np.array(s), 1, n_samples=20)
+    >>> bool(r.lower[0] < -1 / np.log(0.97) < r.upper[0])  # exact: 32.8 frames
+    True
+    """
+
+    lag_time = check_int("lag_time", lag_time, 1)
+    n_components = check_int("n_components", n_components, 1)
+    n_samples = check_int("n_samples", n_samples, 2)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level!r}.")
+    parts = _dtraj_list(dtrajs, "dtrajs")
+    if max(len(d) for d in parts) <= lag_time:
+        raise ValueError(
+            f"lag_time={lag_time} is not below the longest trajectory "
+            f"({max(len(d) for d in parts)} frames)."
+        )
+    n = int(max(d.max() for d in parts)) + 1
+    fit = _msm(parts, lag_time, n, bayesian=n_samples, random_state=random_state, all_states=False)
+    n_connected = len(fit[0]) if fit is not None else 0
+    ts = np.full((n_samples + 1, n_components), np.nan)
+    k = min(n_components, n_connected - 1)
+    if k > 0:
+        for row, T in enumerate([fit[0], *fit[1]]):
+            ev = np.sort(np.abs(np.linalg.eigvals(T)))[::-1][1 : k + 1]
+            with np.errstate(divide="ignore"):
+                ts[row, :k] = np.where(ev > 0, -lag_time / np.log(ev), np.nan)
+    samples = ts[1:]
+    lower, upper, se = (np.full(n_components, np.nan) for _ in range(3))
+    if k > 0:
+        alpha = (1 - level) / 2
+        lower[:k], upper[:k] = np.nanquantile(samples[:, :k], [alpha, 1 - alpha], axis=0)
+        se[:k] = np.nanstd(samples[:, :k], axis=0, ddof=1)
+    return Bunch(
+        timescales=ts[0] * dt,
+        std_error=se * dt,
+        lower=lower * dt,
+        upper=upper * dt,
+        n_states_connected=n_connected,
+        n_states=n,
+    )
 
 
 def _diagonal_interval(matrices, level):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sklss.markov import chapman_kolmogorov_test, discretize, markov_timescales
+from sklss.markov import chapman_kolmogorov_test, discretize, markov_timescales, msm_timescales
 
 
 def markov_chain(T, n_steps, random_state):
@@ -73,3 +73,42 @@ def test_ck_test_of_a_markov_chain_passes_and_of_a_wrong_chain_fails():
         chapman_kolmogorov_test(md, 10_000, k_max=10)
     with pytest.raises(ValueError, match="does not connect all 4 states"):
         chapman_kolmogorov_test(md, 1, n_states=4)
+
+
+def test_msm_timescales_cover_the_exact_timescales_of_a_three_state_chain():
+    exact = -1.0 / np.log(np.sort(np.linalg.eigvals(T3).real)[::-1][1:])
+    chain = markov_chain(T3, 60_000, 3)
+    r = msm_timescales([chain[:30_000], chain[30_000:]], 1, n_components=2, n_samples=200, dt=2.0)
+    assert r.n_states_connected == r.n_states == 3
+    np.testing.assert_allclose(r.timescales, 2.0 * exact, rtol=0.15)
+    assert np.all(r.lower < 2.0 * exact) and np.all(2.0 * exact < r.upper)
+    # The error bars shrink with more data, as a posterior should.
+    short = msm_timescales(chain[:6_000], 1, n_components=2, n_samples=200, dt=2.0)
+    assert np.all(short.std_error > r.std_error)
+    assert np.all(r.std_error > 0)
+
+
+def test_msm_timescales_use_the_largest_connected_set():
+    chain = markov_chain(T3, 20_000, 4)
+    # State 3 is only ever left, never entered: it is not in the connected set.
+    r = msm_timescales([chain, np.array([3, 0, 0, 1], dtype=np.int32)], 1, n_components=3)
+    assert (r.n_states, r.n_states_connected) == (4, 3)
+    assert np.isfinite(r.timescales[:2]).all() and np.isnan(r.timescales[2])
+    # A sequence that never moves has no timescale, rather than an error.
+    still = msm_timescales(np.zeros(100, dtype=np.int32), 1)
+    assert still.n_states_connected == 0 and np.isnan(still.timescales).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"lag_time": 50}, "below the longest"),
+        ({"lag_time": 0}, "lag_time"),
+        ({"level": 1.5}, "level"),
+        ({"n_samples": 1}, "n_samples"),
+    ],
+)
+def test_msm_timescale_arguments_are_checked(kwargs, match):
+    args = {"lag_time": 1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        msm_timescales(np.arange(40, dtype=np.int32) % 2, **args)

@@ -231,3 +231,80 @@ def test_excursions_name_the_bad_trajectory():
         excursion_statistics([np.zeros(4), np.array([0, 1, np.nan])], (0.3, 2), (-3, -1))
     with pytest.raises(ValueError, match=r"x must be one coordinate per frame; got shape \(3, 2\)"):
         excursion_statistics(np.zeros((3, 2)), (0.3, 2), (-3, -1))
+
+
+def _tetrahedral_frames(noise, n_frames, seed):
+    """A chiral centre (atom 1) with three bonded neighbours, jittered."""
+    base = np.array([[0.0, 0, 0], [0.15, 0, 0], [0.2, 0.14, 0], [0.2, -0.07, 0.12]])
+    rng = np.random.default_rng(seed)
+    return base + noise * rng.standard_normal((n_frames, 4, 3))
+
+
+BONDS = [(0, 1), (1, 2), (1, 3)]
+
+
+def test_geometry_fidelity_of_an_identical_ensemble():
+    from sklss.metrics import geometry_fidelity
+
+    md = _tetrahedral_frames(0.004, 20_000, 0)
+    same = _tetrahedral_frames(0.004, 20_000, 1)
+    g = geometry_fidelity(md, same, bonds=BONDS)
+    np.testing.assert_allclose(g.bond_spread_ratio, 1.0, atol=0.03)
+    np.testing.assert_allclose(g.angle_spread_ratio, 1.0, atol=0.03)
+    assert np.abs(g.bond_mean_error).max() < 2e-4
+    assert np.abs(g.angle_mean_error).max() < 0.2
+    assert g.stereocentres == [1] and g.chirality_kept == 1.0
+    assert g.bond_outlier_fraction < 1e-3
+    assert len(g.angle_names) == 3 and g.bond_names[0] == "atom0 atom1"
+
+
+def test_geometry_fidelity_sees_blurred_bonds_and_mirror_images():
+    from sklss.metrics import geometry_fidelity
+
+    md = _tetrahedral_frames(0.004, 5_000, 0)
+    blurred = _tetrahedral_frames(0.012, 5_000, 1)
+    g = geometry_fidelity(md, blurred, bonds=BONDS)
+    assert np.all(g.bond_spread_ratio > 2.5) and np.all(g.angle_spread_ratio > 2.0)
+    assert g.bond_outlier_fraction > 0.05
+    # A mirror image has the same bonds and angles and the other handedness.
+    mirror = md * np.array([1.0, 1.0, -1.0])
+    half = np.concatenate([md[:2_500], mirror[2_500:]])
+    m = geometry_fidelity(md, half, bonds=BONDS)
+    np.testing.assert_allclose(m.bond_spread_ratio, 1.0, atol=1e-9)
+    assert m.chirality_kept == pytest.approx(0.5)
+
+
+def test_geometry_fidelity_on_alanine_finds_only_the_c_alpha_stereocentre():
+    md = pytest.importorskip("mdtraj")
+    from sklss.datasets import alanine_dipeptide_structure
+    from sklss.metrics import geometry_fidelity
+
+    heavy = alanine_dipeptide_structure().atom_slice(
+        alanine_dipeptide_structure().topology.select("element != H")
+    )
+    rng = np.random.default_rng(0)
+    frames = heavy.xyz + 0.003 * rng.standard_normal((400, heavy.n_atoms, 3))
+    traj = md.Trajectory(frames.astype(np.float32), heavy.topology)
+    g = geometry_fidelity(traj, [traj[:200], traj[200:]])
+    ca = heavy.topology.select("name CA")[0]
+    assert g.stereocentres == [ca]
+    assert len(g.bond_names) == 9 and len(g.angle_names) == 11
+    # C-alpha has three heavy neighbours (N, C, CB): three bonds and three angles at it.
+    assert sum("ALA2-CA" in n.split() for n in g.bond_names) == 3
+    assert sum(n.split()[1] == "ALA2-CA" for n in g.angle_names) == 3
+
+
+def test_geometry_fidelity_errors_name_the_problem():
+    from sklss.metrics import geometry_fidelity
+
+    md = _tetrahedral_frames(0.004, 50, 0)
+    with pytest.raises(ValueError, match="bonds are needed"):
+        geometry_fidelity(md, md)
+    with pytest.raises(ValueError, match="3 atoms per frame"):
+        geometry_fidelity(md, md[:, :3], bonds=BONDS)
+    bad = md.copy()
+    bad[3, 2, 1] = np.nan
+    with pytest.raises(ValueError, match="generated: trajectory 0 contains NaN"):
+        geometry_fidelity(md, bad, bonds=BONDS)
+    with pytest.raises(ValueError, match=r"atom indices in \[0, 4\)"):
+        geometry_fidelity(md, md, bonds=[(0, 7)])

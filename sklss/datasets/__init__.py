@@ -11,14 +11,20 @@
 * :func:`alanine_dipeptide` -- molecular dynamics of alanine dipeptide in implicit solvent,
   run with OpenMM (the optional ``md`` extra) and cached on disk; it returns
   ``mdtraj.Trajectory`` objects, and :func:`alanine_dipeptide_structure` gives its
-  energy-minimised starting structure.
+  energy-minimised starting structure; :func:`alanine_dipeptide_rare_event` gives the same
+  molecule at 400 K, where the flip of phi into alpha_L is a rare event, as independent
+  training and validation sets.
 
 The toy generators return trajectory data (one float64 array of shape
 ``(n_frames, n_features)``, or a list of them), count time in frames, and take a
 ``random_state`` without touching numpy's global random state.
 """
 
-from ._alanine_dipeptide import alanine_dipeptide, alanine_dipeptide_structure
+from ._alanine_dipeptide import (
+    alanine_dipeptide,
+    alanine_dipeptide_rare_event,
+    alanine_dipeptide_structure,
+)
 from ._bead_chain import (
     bead_chain,
     bead_chain_configurations,
@@ -37,6 +43,7 @@ from ._hidden_wells import (
 
 __all__ = [
     "alanine_dipeptide",
+    "alanine_dipeptide_rare_event",
     "alanine_dipeptide_structure",
     "bead_chain",
     "bead_chain_configurations",

@@ -392,3 +392,67 @@ def _build_structure(path, *, phi=-80.0, psi=75.0):
         f.write("REMARK   1 ACE-ALA-NME, AMBER ff96 + OBC2 energy minimum (sklss)\n")
         app.PDBFile.writeModel(modeller.topology, positions, f)
         app.PDBFile.writeFooter(modeller.topology, f)
+
+
+#: Seeds of the two independent sets of :func:`alanine_dipeptide_rare_event`.
+RARE_EVENT_SEEDS = {"train": 400, "validation": 401}
+
+
+def alanine_dipeptide_rare_event(
+    subset="train", *, n_ns=10.0, n_trajectories=6, cache_dir=None, verbose=1
+):
+    """Alanine dipeptide at 400 K: the phi flip into alpha_L / C7ax as a rare event.
+
+    At 300 K this force field (AMBER ff96, OBC2) leaves alpha_L and C7ax (the states with a
+    positive backbone dihedral phi) nearly unvisited: two visits in 50 ns. At 400 K the
+    molecule enters them about 0.8 times per nanosecond and stays about 10 ps each time, so
+    about 1 % of frames have phi > 0. Each entry is a rare event against lag times of a few
+    picoseconds, while the set still holds enough of them (about 50 in 60 ns) to measure
+    their rate, their stays and the population of the state. A simulator trained on it must
+    produce those excursions at the right rate and for the right time, and invent no others.
+    (Because the stays are short, the flip does not show as a long implied timescale: count
+    entries and stays, for instance with :func:`sklss.metrics.excursion_statistics`.)
+
+    ``"train"`` and ``"validation"`` are independent sets: the same simulation settings as
+    :func:`alanine_dipeptide` at ``temperature=400.0`` with seeds ``400`` and ``401``, so no
+    trajectory, and no frame, is shared between them. Use the validation set only to judge
+    a model, from start frames taken from it. Trajectories are cached like those of
+    :func:`alanine_dipeptide`; one nanosecond costs about 20-40 s of one CPU core.
+
+    Parameters
+    ----------
+    subset : {"train", "validation"}, default="train"
+        Which of the two independent sets.
+    n_ns : float, default=10.0
+        Recorded length of each trajectory, in ns (frames every 1 ps).
+    n_trajectories : int, default=6
+        Number of trajectories; trajectory ``i`` is the same whatever the number asked.
+    cache_dir : path-like or None, default=None
+        As in :func:`alanine_dipeptide`.
+    verbose : int, default=1
+        0 is silent; 1 shows a progress bar while simulating.
+
+    Returns
+    -------
+    trajs : list of mdtraj.Trajectory
+        ``n_trajectories`` trajectories of all 22 atoms, in nm, time in ps.
+
+    Examples
+    --------
+    >>> from sklss.datasets import alanine_dipeptide_rare_event
+    >>> train = alanine_dipeptide_rare_event("train", verbose=0)  # doctest: +SKIP
+    >>> held_out = alanine_dipeptide_rare_event("validation", verbose=0)  # doctest: +SKIP
+    >>> len(train), train[0].n_frames  # doctest: +SKIP
+    (6, 10000)
+    """
+    if subset not in RARE_EVENT_SEEDS:
+        raise ValueError(f"subset must be 'train' or 'validation'; got {subset!r}.")
+    trajs = alanine_dipeptide(
+        n_ns,
+        n_trajectories=check_int("n_trajectories", n_trajectories),
+        temperature=400.0,
+        random_state=RARE_EVENT_SEEDS[subset],
+        cache_dir=cache_dir,
+        verbose=verbose,
+    )
+    return trajs if isinstance(trajs, list) else [trajs]
