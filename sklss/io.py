@@ -98,6 +98,7 @@ from ._archive import (  # noqa: F401  (FORMAT and InvalidModelFileError are pub
     _warn_on_versions,
     _write_container,
 )
+from ._featurize_files import featurize_files
 from ._nn import ACTIVATIONS, TensorBatchLoader
 from ._trajectory_files import read_trajectory, write_trajectory
 from ._version import __version__
@@ -109,6 +110,7 @@ from .simulator import LatentSpaceSimulator
 
 __all__ = [
     "InvalidModelFileError",
+    "featurize_files",
     "load",
     "load_model_folder",
     "read_trajectory",

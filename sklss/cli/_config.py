@@ -18,6 +18,8 @@ _FIT_DEFAULTS = {
     "selection": "ca",
     "decoder_selection": "heavy",
     "stride": 1,
+    "features_dir": None,
+    "n_jobs": 1,
     "frame_time": None,
     "lag_time": None,
     "n_components": 2,
@@ -64,9 +66,17 @@ def _read_toml(path):
         raise CommandError(f"config file '{path}' is not valid TOML: {exc}") from None
 
 
-_PATH_KEYS = {"features", "configurations", "topology", "trajectories", "output", "model"}
+_PATH_KEYS = {
+    "features",
+    "configurations",
+    "topology",
+    "trajectories",
+    "features_dir",
+    "output",
+    "model",
+}
 _LIST_KEYS = {"features", "configurations", "trajectories"}
-_POSITIVE_INT_KEYS = {"lag_time", "n_components", "n_kernels", "max_epochs", "stride"}
+_POSITIVE_INT_KEYS = {"lag_time", "n_components", "n_kernels", "max_epochs", "stride", "n_jobs"}
 _CHOICES = {
     "featurizer": ("torsions", "distances", "torsions+distances"),
     "angles": ("all", "backbone", "sidechain"),

@@ -1,5 +1,6 @@
 """``sklss fit``: train a simulator on ``.npy`` features or MD files and save a model folder."""
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -8,16 +9,19 @@ from ._config import _FIT_DEFAULTS, _say, _set_table, _settings
 from ._errors import CommandError
 from ._files import _check_aligned, _existing, _load_npy_files
 
+# What ``--features-dir`` records of the options its files were made with.
+_FEATURES_STAMP = "sklss-features.json"
 
-def _read_md(settings):
-    from ..io import read_trajectory
+
+def _md_files(settings):
+    """The topology file and the MD files; a --trajectories entry may be a folder or a glob."""
+    from .._featurize_files import _GLOB_CHARACTERS, _trajectory_paths
 
     topology = _existing(settings["topology"], "topology file")
-    trajs = []
-    for path in settings["trajectories"]:
-        _existing(path, "trajectory file")
-        trajs.append(read_trajectory(path, topology, stride=settings["stride"]))
-    return trajs
+    for item in settings["trajectories"]:
+        if not Path(item).exists() and not _GLOB_CHARACTERS & set(str(item)):
+            _existing(item, "trajectory file")
+    return topology, _trajectory_paths(settings["trajectories"], topology=topology)
 
 
 def _featurizer(settings):
@@ -106,6 +110,10 @@ def _check_fit_settings(settings):
         )
     if has_md and settings["topology"] is None:
         raise CommandError("--trajectories needs --topology (a PDB file of the same atoms)")
+    if settings["features_dir"] is not None and not has_md:
+        raise CommandError("--features-dir goes with --trajectories (MD files)")
+    if settings["n_jobs"] != 1 and settings["features_dir"] is None:
+        raise CommandError("--n-jobs goes with --features-dir")
     if has_md and settings["configurations"] is not None:
         raise CommandError(
             "--configurations goes with --features; from MD files the decoder "
@@ -136,14 +144,25 @@ def _read_npy_inputs(settings):
 
 def _read_md_inputs(settings):
     """Encoder features and superposed coordinates from MD files, info and decoded atoms."""
-    trajs = _read_md(settings)
-    frame_time = settings["frame_time"]
-    if frame_time is None and trajs[0].n_frames > 1:
-        frame_time = float(trajs[0].timestep) or None
+    from ..features import SuperposedCoordinates
+    from ..io import read_trajectory
+
+    topology, files = _md_files(settings)
     featurizer = _featurizer(settings)
-    X = featurizer.fit_transform(trajs)
-    X = X if isinstance(X, list) else [X]
-    Y = topology = None
+    coords = SuperposedCoordinates(settings["decoder_selection"]) if settings["decode"] else None
+    if settings["features_dir"] is None:
+        trajs = [read_trajectory(path, topology, stride=settings["stride"]) for path in files]
+        first = trajs[0]
+        X = featurizer.fit_transform(trajs)
+        X = X if isinstance(X, list) else [X]
+        Y = None if coords is None else coords.fit(trajs).transform(trajs)
+    else:
+        first = read_trajectory(files[0], topology, stride=settings["stride"])
+        X, Y = _featurize_md_files(settings, topology, files, first, featurizer, coords)
+    frame_time = settings["frame_time"]
+    if frame_time is None and first.n_frames > 1:
+        frame_time = float(first.timestep) or None
+    decoded = None
     info = {
         "input": "md",
         "output": "features",
@@ -155,12 +174,64 @@ def _read_md_inputs(settings):
         },
         "feature_names": [str(n) for n in featurizer.get_feature_names_out()],
     }
-    if settings["decode"]:
-        from ..features import SuperposedCoordinates
-
-        coords = SuperposedCoordinates(settings["decoder_selection"]).fit(trajs)
-        Y = coords.transform(trajs)
-        topology = coords.inverse_transform(coords.reference_xyz_[None].reshape(1, -1))
+    if coords is not None:
+        decoded = coords.inverse_transform(coords.reference_xyz_[None].reshape(1, -1))
         info.update(output="coordinates", decoder_selection=settings["decoder_selection"])
     info["frame_time_ps"] = frame_time
-    return X, Y, info, topology
+    return X, Y, info, decoded
+
+
+def _featurize_md_files(settings, topology, files, first, featurizer, coords):
+    """Features (and decoder targets) of each MD file as memory-mapped .npy files.
+
+    The featurisers are fitted on the first file; ``featurize_files`` writes one ``.npy``
+    file per MD file into --features-dir (the decoder's into its ``coordinates`` folder),
+    skipping those already there from an earlier run with the same options.
+    """
+    from .._featurize_files import featurize_files
+
+    folder = Path(settings["features_dir"])
+    _stamp_features_dir(folder, settings)
+    options = dict(
+        topology=topology,
+        stride=settings["stride"],
+        n_jobs=settings["n_jobs"],
+        verbose=int(settings["verbose"]),
+    )
+    _say(settings, f"featurising {len(files)} MD files into '{folder}'")
+    X = featurize_files(files, featurizer.fit(first), folder, **options)
+    Y = None
+    if coords is not None:
+        Y = featurize_files(files, coords.fit(first), folder / "coordinates", **options)
+    return X, Y
+
+
+def _stamp_features_dir(folder, settings):
+    """Record the featurisation options in ``folder``; refuse one made with other options.
+
+    The files' shapes catch most changes, but not all (another atom selection of the same
+    size), so a folder is only reused with the options it was made with.
+    """
+    name = settings["featurizer"]
+    keys = ["featurizer", "stride"]
+    keys += ["angles"] if "torsions" in name else []
+    keys += ["selection"] if "distances" in name else []
+    keys += ["decoder_selection"] if settings["decode"] else []
+    stamp = folder / _FEATURES_STAMP
+    if folder.exists() and not folder.is_dir():
+        raise CommandError(f"--features-dir '{folder}' exists and is not a folder")
+    made = {}
+    if stamp.is_file():
+        try:
+            made = json.loads(stamp.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CommandError(f"could not read '{stamp}': {exc}") from None
+    for key in keys:
+        if key in made and made[key] != settings[key]:
+            raise CommandError(
+                f"--features-dir '{folder}' holds features made with {key} = {made[key]!r}, "
+                f"but this run asks for {settings[key]!r}; give another folder, or remove it"
+            )
+    made.update({key: settings[key] for key in keys})
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(made, indent=2, sort_keys=True) + "\n")

@@ -149,7 +149,8 @@ def _add_fit(sub):
         description="Fit a latent space simulator (SRV encoder, MDN propagator, cWGAN "
         "decoder) and save it as a model folder for 'sklss sample'. Input is either "
         "features in .npy files (--features) or MD files (--topology and --trajectories), "
-        "which are featurised for the encoder and superposed for the decoder.",
+        "which are featurised for the encoder and superposed for the decoder; with "
+        "--features-dir, file by file into .npy files that a rerun reuses.",
         epilog="A TOML file (--config) may set any option (long name with underscores: "
         "lag_time = 10) and any estimator parameter in [encoder], [propagator] or [decoder] "
         "tables (hidden_layer_sizes = [100, 100]); flags win over the file, and relative "
@@ -181,7 +182,11 @@ def _fit_inputs(inputs):
     )
     inputs.add_argument("--topology", metavar="FILE", help="topology (PDB) of --trajectories")
     inputs.add_argument(
-        "--trajectories", nargs="+", metavar="FILE", help="MD trajectory files (DCD, XTC, ...)"
+        "--trajectories",
+        nargs="+",
+        metavar="FILE",
+        help="MD trajectory files (DCD, XTC, ...), folders of them, or quoted glob patterns "
+        "('md/*.xtc')",
     )
 
 
@@ -208,6 +213,18 @@ def _fit_md_options(inputs, d):
         help=_help("atoms whose superposed coordinates the decoder generates", "heavy"),
     )
     _count(inputs, "--stride", "N", _help("read every n-th frame of MD files", 1))
+    inputs.add_argument(
+        "--features-dir",
+        metavar="DIR",
+        help="featurise the MD files one by one into .npy files in DIR (decoder targets in "
+        "DIR/coordinates) and train on them memory-mapped; a rerun reuses what is there",
+    )
+    _count(
+        inputs,
+        "--n-jobs",
+        "N",
+        _help("MD files featurised in parallel with --features-dir", d["n_jobs"]),
+    )
     inputs.add_argument(
         "--frame-time",
         type=float,
