@@ -191,3 +191,24 @@ def test_without_the_md_extra_import_works_and_use_says_what_to_install():
     lines = out.strip().splitlines()
     assert len(lines) == 3
     assert all('pip install "sklss[md]"' in line for line in lines)
+
+
+def test_rare_event_sets_are_400_k_runs_with_independent_seeds(tmp_path):
+    from sklss.datasets import alanine_dipeptide_rare_event
+    from sklss.datasets._alanine_dipeptide import RARE_EVENT_SEEDS
+
+    kw = dict(n_ns=0.02, n_trajectories=1, cache_dir=tmp_path, verbose=0)
+    train = alanine_dipeptide_rare_event("train", **kw)
+    held_out = alanine_dipeptide_rare_event("validation", **kw)
+    assert isinstance(train, list) and len(train) == 1 and train[0].n_frames == 20
+    assert set(RARE_EVENT_SEEDS.values()) == {400, 401}
+    # Other seeds, so not one frame is shared.
+    assert not np.any(np.all(np.isclose(train[0].xyz[:, None], held_out[0].xyz[None]), (2, 3)))
+    # The same run as alanine_dipeptide at 400 K with the set's seed (read from the cache).
+    same = alanine_dipeptide(
+        0.02, temperature=400.0, random_state=400, cache_dir=tmp_path, verbose=0
+    )
+    np.testing.assert_array_equal(same.xyz, train[0].xyz)
+    assert len(list(tmp_path.rglob("*.npz"))) == 2
+    with pytest.raises(ValueError, match="subset must be 'train' or 'validation'; got 'test'"):
+        alanine_dipeptide_rare_event("test", **kw)

@@ -556,6 +556,7 @@ def test_public_names_are_exported():
 
     assert set(ds.__all__) == {
         "alanine_dipeptide",
+        "alanine_dipeptide_rare_event",
         "alanine_dipeptide_structure",
         "bead_chain",
         "bead_chain_configurations",
