@@ -212,3 +212,51 @@ def test_rare_event_sets_are_400_k_runs_with_independent_seeds(tmp_path):
     assert len(list(tmp_path.rglob("*.npz"))) == 2
     with pytest.raises(ValueError, match="subset must be 'train' or 'validation'; got 'test'"):
         alanine_dipeptide_rare_event("test", **kw)
+
+
+@pytest.mark.slow
+def test_lss_decodes_physically_valid_heavy_atoms_against_held_out_md(tmp_path, one_torch_thread):
+    """The rare-event pipeline at CI size: train on 1.5 ns at 400 K, start from held-out
+    frames of another seed, decode internal coordinates, and meet the geometry targets of
+    the full benchmark (every bond and angle, outliers, chirality) against the held-out MD."""
+    from sklss import CWGANDecoder, LatentSpaceSimulator, MDNPropagator, SRVTransformer
+    from sklss.datasets import alanine_dipeptide_rare_event
+    from sklss.features import InternalCoordinates, make_encoder_features
+    from sklss.metrics import geometry_fidelity
+
+    train = alanine_dipeptide_rare_event("train", n_ns=1.5, n_trajectories=1, cache_dir=tmp_path)
+    held = alanine_dipeptide_rare_event(
+        "validation", n_ns=0.5, n_trajectories=1, cache_dir=tmp_path
+    )
+    features = make_encoder_features("heavy")
+    X, X_held = features.fit_transform(train), features.transform(held)
+    internal = InternalCoordinates("heavy").fit(train)
+    lss = LatentSpaceSimulator(
+        SRVTransformer(2, n_components=2, n_basis=6, batch_size=1024, max_epochs=20),
+        MDNPropagator(n_kernels=8, max_epochs=20, reversible=True),
+        CWGANDecoder(batch_size=32, max_epochs=60),
+        lag_time=2,
+        random_state=0,
+    ).fit(X, internal.transform(train))
+    rng = np.random.default_rng(0)
+    starts = X_held[0][rng.choice(len(X_held[0]), 20, replace=False)]
+    sim = lss.sample(starts, 100, random_state=1)
+    decoded = internal.inverse_transform(list(sim.configurations))
+    reference = held[0].atom_slice(internal.atom_indices_)
+    g = geometry_fidelity(reference, decoded)
+    summary = (
+        f"bond error {np.abs(g.bond_mean_error).max():.4f} nm, spread "
+        f"{g.bond_spread_ratio.min():.2f}-{g.bond_spread_ratio.max():.2f}; angle error "
+        f"{np.abs(g.angle_mean_error).max():.2f} deg, spread {g.angle_spread_ratio.min():.2f}-"
+        f"{g.angle_spread_ratio.max():.2f}; outliers {g.bond_outlier_fraction:.4f}; "
+        f"chirality {g.chirality_kept:.4f}"
+    )
+    print(summary)
+    assert len(g.bond_names) == 9 and len(g.angle_names) == 11
+    assert g.stereocentres == [int(np.flatnonzero(internal.atom_indices_ == 8)[0])], summary
+    assert np.abs(g.bond_mean_error).max() <= 0.002, summary
+    assert np.all((g.bond_spread_ratio >= 0.8) & (g.bond_spread_ratio <= 1.25)), summary
+    assert np.abs(g.angle_mean_error).max() <= 2.0, summary
+    assert np.all((g.angle_spread_ratio >= 0.8) & (g.angle_spread_ratio <= 1.25)), summary
+    assert g.bond_outlier_fraction <= 0.001, summary
+    assert g.chirality_kept >= 0.999, summary
