@@ -491,9 +491,13 @@ def print_tables(r):
         f"({r['md']['held_out_ns']:.0f} ns) against LSS (lag {r['lag_ps']} ps, m = {r['m']}, "
         f"{r['cost']['lss_ns']:.0f} ns)\n"
     )
+    for name, auc in r["latent_separation_auc"].items():
+        print(f"latent separation of {name} (ROC AUC per psi_i): {np.round(auc, 3).tolist()}")
+    d, dm = r["decoder_alone"]["decoded_md_latent"], r["decoder_alone"]["md"]
     print(
-        f"latent separation of phi > 0 (ROC AUC per psi_i): "
-        f"{', '.join(f'{a:.3f}' for a in r['latent_separates_phi_positive_auc'])}"
+        f"decoded from the held-out MD's own latent trajectory: {d['entries_per_ns']:.2f} "
+        f"entries per ns (MD {dm['entries_per_ns']:.2f}), mean stay {d['mean_stay_ps']:.1f} ps "
+        f"(MD {dm['mean_stay_ps']:.1f})"
     )
     for name, e in r["decoders"].items():
         k = e["kinetics"]
