@@ -1,6 +1,7 @@
 """Torch pieces every estimator shares: the MLP builder, torch seeding, devices, skorch nets."""
 
 import contextlib
+import functools
 import warnings
 from collections.abc import Mapping
 from numbers import Integral
@@ -9,7 +10,10 @@ import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping
+from skorch.dataset import unpack_data
 from torch import nn
+
+from ._frames import Rows, chunk_rows
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -87,7 +91,7 @@ def resolve_device(device):
 
 
 class TensorBatchLoader:
-    """A fast replacement for ``DataLoader`` over in-memory arrays.
+    """A fast replacement for ``DataLoader`` over in-memory arrays or gathered rows.
 
     ``DataLoader`` collates one sample at a time, which dominates the cost of small networks.
     This loader slices whole batches out of tensors. When shuffling, the permutation comes from
@@ -96,14 +100,21 @@ class TensorBatchLoader:
     batch-norm estimates degrade on tiny trailing batches.
 
     It takes a skorch ``Dataset`` whose ``X`` is an array or a dict of arrays, and ``y=None``.
+    An entry may be :class:`sklss._frames.Rows` instead (trajectory data larger than memory):
+    the rows of each batch are then gathered and scaled when it is drawn, with the same
+    permutation, so the batches are the ones the arrays would give. Without shuffling (a
+    held-out set), a batch of such rows larger than ``sklss._frames.chunk_rows`` of the widest
+    input comes as a :class:`ChunkedBatch`, which the nets evaluate piece by piece.
     """
 
     def __init__(self, dataset, batch_size=128, shuffle=False, **kwargs):
         X = dataset.X
         self._keys = list(X) if isinstance(X, Mapping) else None
-        self._arrays = [X[k] for k in self._keys] if self._keys else [X]
-        self._arrays = [torch.as_tensor(a) for a in self._arrays]
-        self._n = len(self._arrays[0])
+        columns = [X[k] for k in self._keys] if self._keys else [X]
+        self._columns = [c if isinstance(c, Rows) else torch.as_tensor(c) for c in columns]
+        widths = [c.shape[1] for c in columns if isinstance(c, Rows)]
+        self._piece_rows = chunk_rows(max(widths)) if widths else None
+        self._n = len(columns[0])
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
 
@@ -119,9 +130,47 @@ class TensorBatchLoader:
         else:
             chunks = [slice(i, i + self.batch_size) for i in range(0, self._n, self.batch_size)]
         for idx in chunks:
-            parts = [a[idx] for a in self._arrays]
-            Xi = dict(zip(self._keys, parts)) if self._keys else parts[0]
-            yield Xi, None
+            yield self._batch(idx), None
+
+    def _batch(self, idx):
+        if self._piece_rows and isinstance(idx, slice):
+            start, stop, _ = idx.indices(self._n)
+            if stop - start > self._piece_rows:
+                return ChunkedBatch(self, start, stop, self._piece_rows)
+        parts = [self._take(c, idx) for c in self._columns]
+        return dict(zip(self._keys, parts)) if self._keys else parts[0]
+
+    @staticmethod
+    def _take(column, idx):
+        if isinstance(column, Rows):
+            return torch.from_numpy(column[idx])
+        return column[idx]
+
+
+class ChunkedBatch:
+    """One batch of gathered rows too large to hold at once, drawn in consecutive pieces.
+
+    Iterating gives the batches of its rows ``start..stop-1`` in pieces of ``step`` rows,
+    each gathered when reached.
+    """
+
+    def __init__(self, loader, start, stop, step):
+        self._loader = loader
+        self.start, self.stop, self._step = start, stop, step
+
+    def __len__(self):
+        return self.stop - self.start
+
+    def __iter__(self):
+        for start in range(self.start, self.stop, self._step):
+            yield self._loader._batch(slice(start, min(start + self._step, self.stop)))
+
+
+def _stacked_outputs(outputs):
+    """The outputs of a module on consecutive pieces of a batch, as if on the whole batch."""
+    if isinstance(outputs[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*outputs))
+    return torch.cat(outputs)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -157,6 +206,23 @@ class SklssNet(NeuralNet):
     """
 
     interrupted_ = False
+
+    def validation_step(self, batch, **fit_params):
+        """skorch's step; a :class:`ChunkedBatch` is evaluated piece by piece.
+
+        The outputs of its pieces are stacked and the loss is taken on them all, so a loss
+        that is not a mean over rows (the SRV's VAMP-2) comes out as on the whole batch.
+        """
+        Xi, yi = unpack_data(batch)
+        if not isinstance(Xi, ChunkedBatch):
+            return super().validation_step(batch, **fit_params)
+        self._set_training(False)
+        with torch.no_grad():
+            # map drops each piece once it is evaluated, so one piece is held at a time.
+            infer = functools.partial(self.infer, **fit_params)
+            y_pred = _stacked_outputs(list(map(infer, Xi)))
+            loss = self.get_loss(y_pred, yi, X=Xi, training=False)
+        return {"loss": loss, "y_pred": y_pred}
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         self.interrupted_ = False

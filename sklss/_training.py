@@ -7,10 +7,12 @@ A ``fit`` of sklss reads as the estimator's own decisions and nothing else:
 2. :func:`fit_input_scaling` standardises the features, warning about constant ones;
 3. :func:`training_pairs` builds the time-lagged pairs once: the counts are checked from
    the trajectory lengths, the trajectories are split into training and held-out blocks,
-   scaled, and paired (in both directions for a reversible model);
+   and paired (in both directions for a reversible model) as row indices. Small data in
+   memory are then scaled into arrays; memory maps and large data stay where they are, and
+   each batch is gathered and scaled when it is drawn (:mod:`sklss._frames`);
 4. :func:`build_net` assembles the skorch net with what every sklss net shares: Adam, whole
-   batches sliced from tensors (``TensorBatchLoader``), the held-out blocks as the
-   validation set, and :func:`standard_callbacks` (the finite-loss guard, an optional
+   batches sliced from tensors or gathered by index (``TensorBatchLoader``), the held-out
+   blocks as the validation set, and :func:`standard_callbacks` (the finite-loss guard, an optional
    learning-rate plateau, early stopping with the best weights restored, a progress bar, and
    the checkpoint last);
 5. :func:`train` fits it reproducibly (seeded, one thread, TF32 off) and refuses weights
@@ -23,7 +25,6 @@ import os
 import warnings
 from numbers import Integral, Real
 
-import numpy as np
 import torch
 from sklearn.utils import Bunch
 from skorch.callbacks import LRScheduler, ProgressBar
@@ -32,6 +33,7 @@ from skorch.helper import predefined_split
 
 from ._checkpoint import checkpoint_callbacks
 from ._compat import Interval, StrOptions
+from ._frames import Frames, LaggedPairs, Rows, gathers_batches, training_inputs
 from ._nn import (
     ACTIVATIONS,
     FiniteLossGuard,
@@ -133,34 +135,36 @@ def training_pairs(
     """The lagged pairs of one fit, built once: training pairs and held-out pairs.
 
     Held-out blocks come from :func:`sklss._validation.train_valid_pairs`; ``transform`` (the
-    input scaling) is applied to each part before pairing. With ``reversible`` each set is
-    followed by its time reverse.
+    input scaling, float32 out) is applied to the frames. With ``reversible`` each set is
+    followed by its time reverse. Small data in memory give arrays, as ``(x0, xt)`` stacked;
+    memory maps and data beyond ``sklss._frames.IN_MEMORY_BYTES`` give
+    :class:`sklss._frames.Rows`, which ``TensorBatchLoader`` gathers batch by batch into the
+    same batches.
 
     Returns
     -------
-    train : tuple of ndarray
-        ``(X0, Xt)``.
-    valid : dict of ndarray or None
-        ``{"x0": V0, "xt": Vt}``, or ``None`` without validation data.
+    train : dict
+        ``{"x0": X0, "xt": Xt}``, arrays or ``Rows``.
+    valid : dict or None
+        The same for the held-out pairs, or ``None`` without validation data.
     """
-    (X0, Xt), valid = train_valid_pairs(
+    train, valid = train_valid_pairs(
         trajs,
         validation_fraction,
         lag_time,
-        transform=transform,
         min_valid_pairs=min_valid_pairs,
         monitored=monitored,
     )
-    if reversible:
-        X0, Xt = both_directions(X0, Xt)
-        if valid is not None:
-            valid = both_directions(*valid)
-    return (X0, Xt), None if valid is None else {"x0": valid[0], "xt": valid[1]}
+    frames = Frames(trajs, transform)
 
+    def pairs(starts):
+        if starts is None:
+            return None
+        index = LaggedPairs(starts, lag_time, both_directions=reversible)
+        return {"x0": Rows(frames, index, 0), "xt": Rows(frames, index, 1)}
 
-def both_directions(X0, Xt):
-    """The lagged pairs ``(X0, Xt)`` followed by the same pairs reversed in time."""
-    return np.concatenate([X0, Xt]), np.concatenate([Xt, X0])
+    gathered = gathers_batches(trajs)
+    return training_inputs(pairs(train), gathered), training_inputs(pairs(valid), gathered)
 
 
 def standard_callbacks(

@@ -3,6 +3,9 @@
 Every estimator in sklss accepts *trajectory data*: one 2-D array ``(n_frames, n_features)``
 or a list of such arrays, possibly ragged in length. Lagged pairs ``(x_t, x_{t+lag})`` are built
 inside each trajectory and never across the boundary between two trajectories.
+
+Memory-mapped trajectories are validated without a copy, and the checks and statistics that
+read every frame run in chunks (see :mod:`sklss._frames`).
 """
 
 import warnings
@@ -12,6 +15,7 @@ import numpy as np
 from scipy import sparse
 
 from ._compat import validate_data
+from ._frames import frame_offsets, row_chunks
 
 FLOAT_DTYPES = (np.float64, np.float32)
 
@@ -35,19 +39,23 @@ def _nested_depth(x):
 
 
 def _check_finite(traj, index, name):
-    """Raise a ValueError that names the trajectory, frame and feature of the first NaN/inf."""
+    """Raise a ValueError that names the trajectory, frame and feature of the first NaN/inf.
+
+    The frames are checked a chunk at a time, so a memory map is never copied whole.
+    """
     if traj.dtype.kind not in "fc":
         return
-    finite = np.isfinite(traj)
-    if finite.all():
-        return
-    frame, feature = np.argwhere(~finite)[0]
-    kind = "NaN" if np.isnan(traj[frame, feature]) else "inf"
-    where = f"trajectory {index}, " if index is not None else ""
-    raise ValueError(
-        f"Input {name} contains {kind} (NaN or inf values are not allowed) at {where}"
-        f"frame {frame}, feature {feature}."
-    )
+    for start, chunk in row_chunks(traj):
+        finite = np.isfinite(chunk)
+        if finite.all():
+            continue
+        frame, feature = np.argwhere(~finite)[0]
+        kind = "NaN" if np.isnan(chunk[frame, feature]) else "inf"
+        where = f"trajectory {index}, " if index is not None else ""
+        raise ValueError(
+            f"Input {name} contains {kind} (NaN or inf values are not allowed) at {where}"
+            f"frame {start + frame}, feature {feature}."
+        )
 
 
 def _reject_bad_kinds(x, index, name):
@@ -233,21 +241,50 @@ def split_train_valid(trajs, fraction, lag_time):
     Returns ``(train_trajs, valid_trajs)``; ``valid_trajs`` is empty when ``fraction`` is 0 or the
     data are too short to hold anything out.
     """
+    train, valid = split_segments([len(t) for t in trajs], fraction, lag_time)
+    return [trajs[i][a:b] for i, a, b in train], [trajs[i][a:b] for i, a, b in valid]
+
+
+def split_segments(lengths, fraction, lag_time):
+    """:func:`split_train_valid` on the trajectory ``lengths`` alone.
+
+    Returns
+    -------
+    train, valid : list of tuple
+        Blocks ``(trajectory, start, stop)`` of frames ``start..stop-1``, in order.
+    """
+    whole = [(i, 0, n) for i, n in enumerate(lengths)]
     if fraction <= 0:
-        return list(trajs), []
-    n_valid = int(round(fraction * len(trajs)))
-    if 1 <= n_valid < len(trajs):
-        return list(trajs[:-n_valid]), list(trajs[-n_valid:])
+        return whole, []
+    n_valid = int(round(fraction * len(lengths)))
+    if 1 <= n_valid < len(lengths):
+        return whole[:-n_valid], whole[-n_valid:]
     train, valid = [], []
-    for t in trajs:
-        n_valid = int(round(fraction * len(t)))
-        n_train = len(t) - n_valid - lag_time
+    for i, n in enumerate(lengths):
+        n_valid = int(round(fraction * n))
+        n_train = n - n_valid - lag_time
         if n_valid <= lag_time or n_train <= lag_time:
-            train.append(t)
+            train.append((i, 0, n))
             continue
-        train.append(t[:n_train])
-        valid.append(t[n_train + lag_time :])
+        train.append((i, 0, n_train))
+        valid.append((i, n_train + lag_time, n))
     return train, valid
+
+
+def segment_rows(segments, offsets, lag_time=0):
+    """Global rows of the frames in ``segments`` that have a frame ``lag_time`` later in them.
+
+    ``offsets`` are the global rows where the trajectories start
+    (:func:`sklss._frames.frame_offsets`). With ``lag_time=0`` these are all their frames;
+    otherwise the rows where their lagged pairs start, in the order ``stack_pairs`` stacks
+    them. Blocks of at most ``lag_time`` frames give none.
+    """
+    rows = [
+        np.arange(offsets[i] + a, offsets[i] + b - lag_time, dtype=np.int64)
+        for i, a, b in segments
+        if b - a > lag_time
+    ]
+    return np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
 
 
 def check_paired_targets(estimator, y, trajs, is_list, *, name="Y", dtype=FLOAT_DTYPES):
@@ -322,9 +359,10 @@ def check_paired_targets(estimator, y, trajs, is_list, *, name="Y", dtype=FLOAT_
 def feature_mean_and_scale(trajs):
     """Per-feature mean and standard deviation of trajectory data, for standardisation.
 
-    Computed in float64 over all frames of all trajectories. A feature whose standard deviation
-    is negligible next to its magnitude counts as constant and gets a scale of 1, so that
-    standardising never divides by zero.
+    Computed in float64 over all frames of all trajectories, in two passes of chunks (see
+    :func:`sklss._frames.row_chunks`), so memory-mapped data are never copied whole. A
+    feature whose standard deviation is negligible next to its magnitude counts as constant
+    and gets a scale of 1, so that standardising never divides by zero.
 
     Returns
     -------
@@ -334,49 +372,50 @@ def feature_mean_and_scale(trajs):
         Indices of the constant features.
     """
     n = sum(len(t) for t in trajs)
-    mean = sum(t.sum(axis=0, dtype=np.float64) for t in trajs) / n
-    var = sum(((t - mean) ** 2).sum(axis=0, dtype=np.float64) for t in trajs) / n
+    mean = sum(c.sum(axis=0, dtype=np.float64) for c in _chunks(trajs)) / n
+    var = sum(((c - mean) ** 2).sum(axis=0, dtype=np.float64) for c in _chunks(trajs)) / n
     scale = np.sqrt(var)
     constant = np.flatnonzero(scale <= 1e-12 * np.maximum(1.0, np.abs(mean)))
     scale[constant] = 1.0
     return mean, scale, constant
 
 
-def train_valid_pairs(
-    trajs, fraction, lag_time, *, transform=None, min_valid_pairs=1, monitored="loss"
-):
-    """Lagged pairs for training and for early stopping, from held-out blocks.
+def _chunks(trajs):
+    """Every chunk of every trajectory, in order."""
+    return (chunk for t in trajs for _, chunk in row_chunks(t))
 
-    The trajectories are split by :func:`split_train_valid`; each part is passed through
-    ``transform`` (for example the estimator's input scaling) and turned into lagged pairs.
-    If no training trajectory is long enough after the split, everything trains. Validation
-    needs at least ``min_valid_pairs`` pairs; otherwise there is none, and (when ``fraction``
-    asked for some) a warning says that early stopping monitors the training ``monitored``.
+
+def train_valid_pairs(trajs, fraction, lag_time, *, min_valid_pairs=1, monitored="loss"):
+    """Lagged pairs for training and for early stopping, from held-out blocks, as row indices.
+
+    The trajectories are split by :func:`split_train_valid` (on their lengths; no frame is
+    read). If no training trajectory is long enough after the split, everything trains.
+    Validation needs at least ``min_valid_pairs`` pairs; otherwise there is none, and (when
+    ``fraction`` asked for some) a warning says that early stopping monitors the training
+    ``monitored``.
 
     Returns
     -------
-    train : tuple of ndarray
-        ``(X0, Xt)``.
-    valid : tuple of ndarray or None
-        ``(V0, Vt)``, or ``None`` without validation data.
+    train : ndarray of int64
+        The global rows (see :func:`sklss._frames.frame_offsets`) where the training pairs
+        start, in the order :func:`stack_pairs` stacks them.
+    valid : ndarray of int64 or None
+        The same for the held-out pairs, or ``None`` without validation data.
     """
-    train, valid = split_train_valid(trajs, fraction, lag_time)
-    if not any(len(t) > lag_time for t in train):
-        train, valid = list(trajs), []
-    transform = transform or (lambda t: t)
-    train = [t for t in train if len(t) > lag_time]
-    train_pairs = stack_pairs([transform(t) for t in train], lag_time)
-    valid = [t for t in valid if len(t) > lag_time]
-    valid_pairs = None
-    if valid:
-        pairs = stack_pairs([transform(t) for t in valid], lag_time)
-        if len(pairs[0]) >= min_valid_pairs:
-            valid_pairs = pairs
-    if valid_pairs is None and fraction > 0:
+    lengths = [len(t) for t in trajs]
+    train, valid = split_segments(lengths, fraction, lag_time)
+    if not any(b - a > lag_time for _, a, b in train):
+        train, valid = split_segments(lengths, 0, lag_time)
+    offsets = frame_offsets(trajs)
+    train_rows = segment_rows(train, offsets, lag_time)
+    valid_rows = segment_rows(valid, offsets, lag_time)
+    if len(valid_rows) and len(valid_rows) >= min_valid_pairs:
+        return train_rows, valid_rows
+    if fraction > 0:
         warnings.warn(
             "Too little data to hold out a validation block; early stopping monitors the "
             f"training {monitored} instead.",
             UserWarning,
             stacklevel=3,
         )
-    return train_pairs, valid_pairs
+    return train_rows, None

@@ -13,7 +13,9 @@ from skorch.dataset import unpack_data
 from torch import nn
 
 from ._compat import Interval, _fit_context
+from ._frames import Frames, Rows, frame_offsets, gathers_batches, row_chunks, training_inputs
 from ._nn import (
+    ChunkedBatch,
     NonFiniteLossError,
     SklssNet,
     history_to_dict,
@@ -26,7 +28,8 @@ from ._validation import (
     check_paired_targets,
     check_trajectories,
     feature_mean_and_scale,
-    split_train_valid,
+    segment_rows,
+    split_segments,
 )
 
 # Frames per forward pass when decoding: large enough to amortise dispatch, small enough that
@@ -188,14 +191,21 @@ class _CWGANNet(SklssNet):
         return {"loss": generator_loss.detach(), "y_pred": None}
 
     def validation_step(self, batch, **fit_params):
-        """The Wasserstein estimate ``E[D(real)] - E[D(fake)]`` on held-out frames."""
+        """The Wasserstein estimate ``E[D(real)] - E[D(fake)]`` on held-out frames.
+
+        A ``ChunkedBatch`` (wide targets gathered from memory maps) is scored piece by piece.
+        """
         self._set_training(False)
         Xi, _ = unpack_data(batch)
-        x = Xi["x"].to(self.device)
-        y = Xi["y"].to(self.device)
+        real, fake = [], []
         with torch.no_grad():
-            fake = self.average_(x)
-            wasserstein = self.critic_(y, x).mean() - self.critic_(fake, x).mean()
+            for piece in Xi if isinstance(Xi, ChunkedBatch) else [Xi]:
+                x = piece["x"].to(self.device)
+                y = piece["y"].to(self.device)
+                generated = self.average_(x)
+                real.append(self.critic_(y, x))
+                fake.append(self.critic_(generated, x))
+            wasserstein = torch.cat(real).mean() - torch.cat(fake).mean()
         return {"loss": wasserstein, "y_pred": None}
 
 
@@ -205,11 +215,13 @@ def _fit_whitening(targets, epsilon=_WHITENING_EPSILON):
     ``(y - mean) @ whiten`` has identity covariance over the training frames: each principal
     direction of ``Y`` is scaled to unit variance. Eigenvalues of the covariance are floored at
     ``epsilon`` times the largest, so that directions without variance (such as the centre of
-    aligned coordinates) are kept, nearly fixed, rather than blown up.
+    aligned coordinates) are kept, nearly fixed, rather than blown up. The sums run over
+    chunks of frames, so memory-mapped targets are never copied whole.
     """
     n = sum(len(t) for t in targets)
-    mean = sum(t.sum(axis=0, dtype=np.float64) for t in targets) / n
-    cov = sum((t - mean).T @ (t - mean) for t in targets) / n
+    chunks = [chunk for t in targets for _, chunk in row_chunks(t)]
+    mean = sum(c.sum(axis=0, dtype=np.float64) for c in chunks) / n
+    cov = sum((c - mean).T @ (c - mean) for c in chunks) / n
     eigenvalues, vectors = np.linalg.eigh(cov)
     top = eigenvalues.max()
     if top <= 0:
@@ -440,25 +452,14 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
         self.n_outputs_ = targets[0].shape[1]
         n_cond = self.n_features_in_
 
-        # Frames of X and Y stay paired through the split, which keeps time blocks together.
-        joined = [
-            np.hstack([self._scale_x(x), self._whiten(y).astype(np.float32)])
-            for x, y in zip(trajs, targets)
-        ]
-        train_frames, valid = split_train_valid(joined, self.validation_fraction, 0)
-        train_frames = np.concatenate(train_frames)
-        if valid:
-            valid = np.concatenate(valid)
-            valid = {"x": valid[:, :n_cond], "y": valid[:, n_cond:]}
-        else:
-            valid = None
-            if self.validation_fraction > 0:
-                warnings.warn(
-                    "Too few frames to hold out a validation block; "
-                    "history_['valid_wasserstein'] is not recorded.",
-                    UserWarning,
-                    stacklevel=2,
-                )
+        frames, valid = self._fit_frames(trajs, targets)
+        if valid is None and self.validation_fraction > 0:
+            warnings.warn(
+                "Too few frames to hold out a validation block; "
+                "history_['valid_wasserstein'] is not recorded.",
+                UserWarning,
+                stacklevel=2,
+            )
         scores = [
             ("critic_loss", PassthroughScoring("critic_loss", on_train=True)),
             (
@@ -474,7 +475,7 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
             _CWGANNet,
             self,
             callbacks=callbacks,
-            n_train=len(train_frames),
+            n_train=len(frames["x"]),
             valid=valid,
             device=setup.device,
             lr=self.generator_learning_rate,
@@ -497,7 +498,6 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
             n_critic=self.n_critic,
             ema_decay=self.ema_decay,
         )
-        frames = {"x": train_frames[:, :n_cond], "y": train_frames[:, n_cond:]}
         train(net, frames, setup.seeds[0], setup.device)
         self.net_ = net
         self.history_ = history_to_dict(
@@ -512,11 +512,37 @@ class CWGANDecoder(RegressorMixin, BaseEstimator):
         self.n_iter_ = len(self.history_["epoch"])
         return self
 
+    def _fit_frames(self, trajs, targets):
+        """Training and held-out frames, ``{"x": scaled X, "y": whitened Y}`` (float32).
+
+        Frames of X and Y stay paired through the split, which keeps time blocks together:
+        whole trajectories or final blocks are held out, as for the lagged pairs. Small data
+        in memory give arrays; memory maps and large data give rows that the loader gathers
+        batch by batch (see ``sklss._frames``). The held-out part is ``None`` when there is
+        none.
+        """
+        train, valid = split_segments([len(t) for t in trajs], self.validation_fraction, 0)
+        offsets = frame_offsets(trajs)
+        sources = {"x": Frames(trajs, self._scale_x), "y": Frames(targets, self._whiten32)}
+
+        def frames(segments):
+            rows = segment_rows(segments, offsets)
+            return {key: Rows(f, rows) for key, f in sources.items()} if len(rows) else None
+
+        gathered = gathers_batches(trajs, targets)
+        return training_inputs(frames(train), gathered), training_inputs(frames(valid), gathered)
+
     def _scale_x(self, x):
-        return ((x - self._x_mean) / self._x_scale).astype(np.float32)
+        # ((x - mean) / scale) in float64, with one temporary: the frames may be many.
+        x = np.subtract(x, self._x_mean)
+        x /= self._x_scale
+        return x.astype(np.float32)
 
     def _whiten(self, y):
         return (y - self._y_mean) @ self._y_whiten
+
+    def _whiten32(self, y):
+        return self._whiten(y).astype(np.float32)
 
     def _output_dtype(self, traj):
         return np.float32 if traj.dtype == np.float32 else np.float64

@@ -19,6 +19,7 @@ from ._covariance import (
     vac_decomposition,
     vac_eigenvalues,
 )
+from ._frames import row_chunks
 from ._nn import (
     SklssNet,
     history_to_dict,
@@ -47,8 +48,6 @@ from .metrics import eigenvalue_noise_floor, timescales_from_eigenvalues, vamp2_
 
 # Size of the learned basis when n_components="auto" and n_basis is not given.
 _AUTO_BASIS_SIZE = 10
-# Frames per forward pass in transform: large enough to amortise dispatch, small enough for RAM.
-_TRANSFORM_CHUNK = 65536
 
 
 class _Lobe(nn.Module):
@@ -361,7 +360,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
             all_constant="there is no variance to learn slow coordinates from.",
             constant="they carry no information.",
         )
-        (X0, Xt), valid = training_pairs(
+        pairs, valid = training_pairs(
             trajs,
             lag,
             self.validation_fraction,
@@ -373,7 +372,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
             _SRVNet,
             self,
             callbacks=standard_callbacks(self, "SRVTransformer", trajs, monitor=monitor_for(valid)),
-            n_train=len(X0),
+            n_train=len(pairs["x0"]),
             valid=valid,
             device=setup.device,
             lr=self.learning_rate,
@@ -388,7 +387,7 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
             criterion__reversible=self.reversible,
             criterion__epsilon=self.epsilon,
         )
-        self.net_ = train(net, {"x0": X0, "xt": Xt}, setup.seeds[0], setup.device)
+        self.net_ = train(net, pairs, setup.seeds[0], setup.device)
         self.history_ = history_to_dict(
             net.history,
             {"train_loss": ("train_vamp2", -1.0), "valid_loss": ("valid_vamp2", -1.0)},
@@ -408,8 +407,11 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
             return self.n_basis
         return _AUTO_BASIS_SIZE if self.n_components == "auto" else self.n_components
 
-    def _scale(self, traj):
-        return ((traj - self._input_mean) / self._input_scale).astype(np.float32)
+    def _scale(self, traj, dtype=np.float32):
+        # ((traj - mean) / scale) in float64, with one temporary: the frames may be many.
+        x = np.subtract(traj, self._input_mean)
+        x /= self._input_scale
+        return x.astype(dtype, copy=False)
 
     def _basis(self, traj, exact=True):
         """Network outputs for one validated trajectory, as float64.
@@ -424,11 +426,11 @@ class SRVTransformer(TransformerMixin, BaseEstimator):
         dtype = np.float64 if exact else np.float32
         device = next(mlp.parameters()).device
         out = np.empty((len(traj), self.net_.module__n_outputs), dtype=np.float64)
-        x = ((traj - self._input_mean) / self._input_scale).astype(dtype, copy=False)
         with torch.inference_mode():
-            for start in range(0, len(traj), _TRANSFORM_CHUNK):
-                chunk = torch.from_numpy(x[start : start + _TRANSFORM_CHUNK]).to(device)
-                out[start : start + len(chunk)] = mlp(chunk).cpu().numpy()
+            # Scaled a chunk at a time, so a memory-mapped trajectory is never copied whole.
+            for start, x in row_chunks(traj):
+                x = torch.from_numpy(self._scale(x, dtype)).to(device)
+                out[start : start + len(x)] = mlp(x).cpu().numpy()
         return out
 
     def _fit_vac(self, trajs, lag):

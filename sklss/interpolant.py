@@ -11,6 +11,7 @@ from skorch.dataset import unpack_data
 from torch import nn
 
 from ._compat import Interval, _fit_context
+from ._frames import tile_rows
 from ._nn import (
     history_to_dict,
     make_mlp,
@@ -473,7 +474,7 @@ class InterpolantPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         trajs, (net_seed, valid_seed) = setup.trajs, setup.seeds
         count_pairs(trajs, self.lag_time)
         self._fit_scaling(trajs)
-        (X0, Xt), valid = training_pairs(
+        pairs, valid = training_pairs(
             trajs,
             self.lag_time,
             self.validation_fraction,
@@ -481,7 +482,7 @@ class InterpolantPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
             monitored="loss",
             reversible=self.reversible,
         )
-        variance = _conditional_variance(X0, Xt, valid_seed)
+        variance = _conditional_variance(pairs["x0"], pairs["xt"], valid_seed)
         self.bridge_variance_ = self.noise_scale * variance * self.scale_**2
         monitor = monitor_for(valid)
         net = build_net(
@@ -490,7 +491,7 @@ class InterpolantPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
             callbacks=standard_callbacks(
                 self, "InterpolantPropagator", trajs, monitor=monitor, lr_plateau=True
             ),
-            n_train=len(X0),
+            n_train=len(pairs["x0"]),
             # The held-out loss is taken at fixed draws, so that epochs compare.
             valid=None if valid is None else _fixed_draws(valid["x0"], valid["xt"], valid_seed),
             device=setup.device,
@@ -503,7 +504,7 @@ class InterpolantPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
             module__bridge_variance=tuple((self.noise_scale * variance).tolist()),
             criterion=_MeanLoss,
         )
-        train(net, {"x0": X0, "xt": Xt}, net_seed, setup.device, component="InterpolantPropagator")
+        train(net, pairs, net_seed, setup.device, component="InterpolantPropagator")
         self.net_ = net
         self.history_ = history_to_dict(
             net.history, {"train_loss": ("train_loss", 1.0), "valid_loss": ("valid_loss", 1.0)}
@@ -687,7 +688,8 @@ def _conditional_variance(X0, Xt, seed, max_pairs=50_000):
     Half the mean squared difference between the ends of pairs whose starts are nearest
     neighbours (among at most ``max_pairs`` pairs picked at random): the spread of the
     transition density, plus a little of the variation of its mean between neighbours.
-    A floor keeps it positive for features that never move.
+    A floor keeps it positive for features that never move. ``X0`` and ``Xt`` are arrays or
+    gathered rows (``sklss._frames.Rows``); only the picked pairs are read.
     """
     from scipy.spatial import cKDTree
 
@@ -701,13 +703,16 @@ def _conditional_variance(X0, Xt, seed, max_pairs=50_000):
 
 
 def _fixed_draws(X0, Xt, seed):
-    """Held-out pairs with fixed interpolation times and noise, for a deterministic loss."""
+    """Held-out pairs with fixed interpolation times and noise, for a deterministic loss.
+
+    ``X0`` and ``Xt`` are arrays or gathered rows (``sklss._frames.Rows``).
+    """
     repeats = max(_VALID_DRAWS, min(16, -(-_MIN_VALID_ROWS // len(X0))))
     rng = np.random.default_rng(seed)
     n = repeats * len(X0)
     return {
-        "x0": np.tile(X0, (repeats, 1)),
-        "xt": np.tile(Xt, (repeats, 1)),
+        "x0": tile_rows(X0, repeats),
+        "xt": tile_rows(Xt, repeats),
         "s": rng.random((n, 1), dtype=np.float32),
         "z": rng.standard_normal((n, X0.shape[1]), dtype=np.float32),
     }

@@ -317,7 +317,7 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         trajs = setup.trajs
         count_pairs(trajs, self.lag_time)
         self._fit_scaling(trajs)
-        (X0, Xt), valid = training_pairs(
+        pairs, valid = training_pairs(
             trajs,
             self.lag_time,
             self.validation_fraction,
@@ -332,7 +332,7 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
             callbacks=standard_callbacks(
                 self, "MDNPropagator", trajs, monitor=monitor, lr_plateau=True
             ),
-            n_train=len(X0),
+            n_train=len(pairs["x0"]),
             valid=valid,
             device=setup.device,
             lr=self.learning_rate,
@@ -345,7 +345,7 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
             module__sigma_floor=self.sigma_floor,
             criterion=_NegativeLogLikelihood,
         )
-        train(net, {"x0": X0, "xt": Xt}, setup.seeds[0], setup.device, component="MDNPropagator")
+        train(net, pairs, setup.seeds[0], setup.device, component="MDNPropagator")
         self.net_ = net
         # history in data units: the scaled log-likelihood less the log-Jacobian of scaling.
         log_jacobian = float(np.sum(np.log(self.scale_)))

@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
+from ._frames import lagged_chunks, row_chunks
 from ._random import derive_seeds
 from ._validation import as_output_form, check_int, check_trajectories
 from .metrics import (
@@ -350,13 +351,18 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
             from deeptime.decomposition import TICA
 
             dim = min(_OBSERVABLE_DIM, trajs[0].shape[1])
+            tica = TICA(lagtime=self.lag_time_, dim=dim)
             # One thread: the same bits in joblib workers as in the caller (RELIABILITY 22).
-            with warnings.catch_warnings(), threadpool_limits(limits=1):
-                # Trajectories shorter than the lag are skipped, as the components skip them.
-                warnings.simplefilter("ignore", UserWarning)
-                model = TICA(lagtime=self.lag_time_, dim=dim).fit(trajs).fetch_model()
+            # The pairs go in chunks (one for small data, as fit(trajs) would stack them), so
+            # memory-mapped features are never copied whole; trajectories shorter than the
+            # lag give none, as the components skip them.
+            with threadpool_limits(limits=1):
+                for chunk in lagged_chunks(trajs, self.lag_time_):
+                    tica.partial_fit(chunk)
+                model = tica.fetch_model()
             coef = model.singular_vectors_left[:, : model.output_dimension]
-            projected = np.concatenate(trajs) @ coef - model.mean_0 @ coef
+            projected = np.concatenate([c @ coef for t in trajs for _, c in row_chunks(t)])
+            projected -= model.mean_0 @ coef
             extreme = projected[np.argmax(np.abs(projected), axis=0), np.arange(coef.shape[1])]
             self.observable_mean_ = np.asarray(model.mean_0, dtype=np.float64)
             self.observable_coef_ = coef * np.where(extreme < 0, -1.0, 1.0)

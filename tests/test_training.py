@@ -55,8 +55,17 @@ def test_count_pairs_counts_from_lengths_and_names_the_skipped():
 
 
 def test_an_encoder_fit_builds_its_pairs_once_and_checks_the_lag_once(monkeypatch):
-    calls = {"stack": [], "lag": 0}
-    stack, check = _validation.stack_pairs, _validation.check_lag_time
+    calls = {"pairs": [], "stack": [], "lag": 0}
+    split, stack, check = (
+        _validation.train_valid_pairs,
+        _validation.stack_pairs,
+        _validation.check_lag_time,
+    )
+
+    def counted_split(*args, **kwargs):
+        train, valid = split(*args, **kwargs)
+        calls["pairs"].append((len(train), len(valid)))
+        return train, valid
 
     def counted_stack(trajs, lag):
         calls["stack"].append(sum(len(t) for t in trajs))
@@ -66,14 +75,16 @@ def test_an_encoder_fit_builds_its_pairs_once_and_checks_the_lag_once(monkeypatc
         calls["lag"] += 1
         return check(lag)
 
+    monkeypatch.setattr(_training, "train_valid_pairs", counted_split)
     monkeypatch.setattr(_validation, "stack_pairs", counted_stack)
     monkeypatch.setattr(encoder, "stack_pairs", counted_stack)
     monkeypatch.setattr(_validation, "check_lag_time", counted_check)
     X = [np.random.default_rng(i).normal(size=(300, 2)).cumsum(axis=0) for i in range(10)]
     small_srv(max_epochs=2, lag_time=2).fit(X)
-    # One training set and one held-out set (one trajectory of ten), and the VAC pairs of the
-    # network outputs over all the data.
-    assert calls["stack"] == [9 * 300, 300, 10 * 300]
+    # One split into training and held-out pairs (one trajectory of ten), as row indices, and
+    # the VAC pairs of the network outputs over all the data.
+    assert calls["pairs"] == [(9 * 298, 298)]
+    assert calls["stack"] == [10 * 300]
     assert calls["lag"] == 1
 
 
