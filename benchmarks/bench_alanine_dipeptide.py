@@ -54,7 +54,13 @@ import torch
 from _common import RESULTS, start_run, time_interleaved, write_result
 from sklearn.metrics import roc_auc_score
 
-from sklss import CWGANDecoder, LatentSpaceSimulator, MDNPropagator, SRVTransformer
+from sklss import (
+    CWGANDecoder,
+    InterpolantPropagator,
+    LatentSpaceSimulator,
+    MDNPropagator,
+    SRVTransformer,
+)
 from sklss.datasets import (
     alanine_dipeptide,
     alanine_dipeptide_rare_event,
@@ -116,6 +122,19 @@ def encoder(lag, m, args, seed=0):
         batch_size=4096,
         max_epochs=args.srv_epochs,
         random_state=seed,
+    )
+
+
+def propagator(args):
+    """The MDN (24 kernels, 2 x 100 ReLU) or the stochastic interpolant (its defaults), both
+    trained on the pairs in both directions when ``--reversible`` (the default)."""
+    if args.propagator == "interpolant":
+        return InterpolantPropagator(max_epochs=args.mdn_epochs, reversible=args.reversible)
+    return MDNPropagator(
+        n_kernels=24,
+        hidden_layer_sizes=(100, 100),
+        max_epochs=args.mdn_epochs,
+        reversible=args.reversible,
     )
 
 
@@ -325,12 +344,7 @@ def main():
     # --- 3. LSS -----------------------------------------------------------------------
     lss = LatentSpaceSimulator(
         encoder(lag, m, args),
-        MDNPropagator(
-            n_kernels=24,
-            hidden_layer_sizes=(100, 100),
-            max_epochs=args.mdn_epochs,
-            reversible=args.reversible,
-        ),
+        propagator(args),
         CWGANDecoder(max_epochs=args.gan_epochs),
         lag_time=lag,
         random_state=0,
@@ -395,6 +409,7 @@ def main():
         },
         "lag_ps": lag,
         "m": int(m),
+        "propagator": args.propagator,
         "scan": None
         if scan is None
         else {
@@ -666,6 +681,7 @@ def parse_args():
         default=True,
         help="train the MDN on the pairs in both directions (equilibrium MD is reversible)",
     )
+    p.add_argument("--propagator", choices=("mdn", "interpolant"), default="mdn")
     p.add_argument("--save-model", default=None, help="joblib file for the fitted LSS")
     p.add_argument("--n-starts", type=int, default=100)
     p.add_argument("--factor", type=float, default=5.0, help="synthetic / held-out MD time")
