@@ -455,6 +455,16 @@ def main():
         entry["geometry"] = geometry_table(heavy, trajs)
         result["decoders"][name] = entry
         profiles[(name, "rama")] = (H_md, H_lss)
+    # The training MD itself against the held-out MD, on the same measures: how far two
+    # independent MD sets of this size differ, and what the simulator was shown.
+    train_angles = [phi_psi(t.atom_slice(internal.atom_indices_)) for t in train]
+    result["training_md_vs_held_out"] = {
+        "kinetics": kinetics(md_angles, train_angles, 1.0, lag),
+        "rama_js": js_divergence(
+            sum(rama_hist(a, b) for a, b in md_angles),
+            sum(rama_hist(a, b) for a, b in train_angles),
+        ),
+    }
     # Floors: the held-out MD's two halves against each other.
     half = len(heavy) // 2
     if half:
@@ -513,6 +523,16 @@ def print_tables(r):
         f"decoded from the held-out MD's own latent trajectory: {d['entries_per_ns']:.2f} "
         f"entries per ns (MD {dm['entries_per_ns']:.2f}), mean stay {d['mean_stay_ps']:.1f} ps "
         f"(MD {dm['mean_stay_ps']:.1f})"
+    )
+    tk = r["training_md_vs_held_out"]["kinetics"]
+    print(
+        f"training MD against held-out MD: phi > 0 population "
+        f"{tk['lss']['phi_positive_population']:.2%} vs {tk['md']['phi_positive_population']:.2%}"
+        f"; entries {tk['lss']['entries_per_ns']:.2f} ({tk['lss']['entries']}) vs "
+        f"{tk['md']['entries_per_ns']:.2f} ({tk['md']['entries']}) per ns; mean stay "
+        f"{tk['lss']['mean_stay_ps']:.1f} vs {tk['md']['mean_stay_ps']:.1f} ps; MSM timescale "
+        f"{tk['lss']['msm_timescale_ps']:.1f} vs {tk['md']['msm_timescale_ps']:.1f} ps; "
+        f"Ramachandran JS {r['training_md_vs_held_out']['rama_js']:.3f}"
     )
     for name, e in r["decoders"].items():
         k = e["kinetics"]
