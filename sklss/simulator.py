@@ -1,5 +1,6 @@
 """The latent space simulator: encoder, propagator and decoder fitted and run as one."""
 
+import time
 import warnings
 from dataclasses import dataclass
 from numbers import Integral
@@ -217,6 +218,10 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
     interrupted_ : str or None
         The stage in which ``fit`` was interrupted by Ctrl-C, or ``None``. An interrupted
         stage keeps its best weights and history; the later stages are not fitted.
+    fit_seconds_ : dict
+        Wall-clock seconds of each stage of the last ``fit``: ``"encoder"`` (its fit and the
+        encoding of the training data), ``"propagator"``, ``"observable"`` (the fixed
+        scoring coordinates) and ``"decoder"``, for the stages that ran, and ``"total"``.
 
     See Also
     --------
@@ -308,22 +313,36 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         self._check_one_lag()
 
         self.interrupted_ = None
+        self.fit_seconds_ = {}
+        start = clock = time.perf_counter()
+
+        def lap(stage):
+            nonlocal clock
+            now = time.perf_counter()
+            self.fit_seconds_[stage] = now - clock
+            self.fit_seconds_["total"] = now - start
+            clock = now
+
         if self.encoder_ == "passthrough":
             psi = X
         else:
             self._log(f"fitting the encoder {type(self.encoder_).__name__}")
             psi = self.encoder_.fit(X).transform(X)
+            lap("encoder")
             if self._stop_after("encoder"):
                 return self
         self._log(f"fitting the propagator {type(self.propagator_).__name__}")
         self.propagator_.fit(psi)
         self.lag_time_ = int(self.propagator_.lag_time)
+        lap("propagator")
         self._fit_observable(trajs, psi, decodes_features=Y is None)
+        lap("observable")
         if self._stop_after("propagator"):
             return self
         if self.decoder_ != "passthrough":
             self._log(f"fitting the decoder {type(self.decoder_).__name__}")
             self.decoder_.fit(psi, X if Y is None else Y)
+            lap("decoder")
             self._stop_after("decoder")
         return self
 
@@ -603,8 +622,12 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         out = []
         for t in trajs:
             if self.observable is None:
+                # Block by block, as in _fit_observable: no float64 copy of all the frames.
+                coef = self.observable_coef_
                 with threadpool_limits(limits=1, user_api="blas"):
-                    o = (t - self.observable_mean_) @ self.observable_coef_
+                    blocks = [c @ coef for _, c in row_chunks(t)]
+                    o = np.concatenate(blocks) if blocks else np.empty((0, coef.shape[1]))
+                    o -= self.observable_mean_ @ coef
             elif hasattr(self.observable, "transform"):
                 o = self.observable.transform(t)
             else:

@@ -567,6 +567,11 @@ def test_public_names_are_exported():
         "four_well",
         "four_well_potential",
         "four_well_reference",
+        "hidden_switches",
+        "hidden_switches_features",
+        "hidden_switches_latent",
+        "hidden_switches_potential",
+        "hidden_switches_reference",
         "hidden_wells",
         "hidden_wells_features",
         "hidden_wells_potential",
@@ -574,7 +579,7 @@ def test_public_names_are_exported():
     }
 
 
-@pytest.mark.parametrize("make", ["four_well", "hidden_wells"])
+@pytest.mark.parametrize("make", ["four_well", "hidden_wells", "hidden_switches"])
 def test_unstable_time_step_is_refused_with_the_largest_stable_one(make):
     import sklss.datasets as ds
 

@@ -221,20 +221,29 @@ def _peak_anonymous_memory(tmp_path, paths, mode):
     return int(out.stdout.split()[-1])
 
 
+def _feature_files(folder, n_files=8, n_frames=80_000, width=300):
+    """``n_files`` float32 ``.npy`` files of shifted copies of one random block, written in
+    blocks so that the test itself never holds a whole file."""
+    block = np.random.default_rng(0).standard_normal((8000, width), dtype=np.float32)
+    paths = []
+    for i in range(n_files):
+        paths.append(Path(folder) / f"features{i}.npy")
+        m = np.lib.format.open_memmap(
+            paths[-1], mode="w+", dtype=np.float32, shape=(n_frames, width)
+        )
+        for start in range(0, n_frames, 8000):
+            m[start : start + 8000] = block + np.float32(0.01 * (i + start / 8000))
+        m.flush()
+        del m
+    return paths
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_fit_on_memory_maps_holds_a_small_fraction_of_the_data_in_memory(tmp_path):
     # 8 files of 80,000 frames x 300 features: 732 MiB of float32 on disk. What a fit holds
     # beyond the memory maps grows with the batch and the width, not with the frames.
-    block = np.random.default_rng(0).standard_normal((8000, 300), dtype=np.float32)
-    paths = []
-    for i in range(8):
-        paths.append(tmp_path / f"features{i}.npy")
-        m = np.lib.format.open_memmap(paths[-1], mode="w+", dtype=np.float32, shape=(80_000, 300))
-        for start in range(0, 80_000, 8000):
-            m[start : start + 8000] = block + np.float32(0.01 * (i + start / 8000))
-        m.flush()
-        del m
+    paths = _feature_files(tmp_path)
     size = 8 * 80_000 * 300 * 4
     on_disk = _peak_anonymous_memory(tmp_path, paths, "mmap")
     in_memory = _peak_anonymous_memory(tmp_path, paths, "memory")
@@ -245,6 +254,66 @@ def test_fit_on_memory_maps_holds_a_small_fraction_of_the_data_in_memory(tmp_pat
     assert on_disk < 0.4 * size
     # The measurement sees data in memory: the same fit on a copy holds all of it.
     assert in_memory > size
+
+
+_CAPPED_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys
+    import numpy as np
+    from sklss import LatentSpaceSimulator, MDNPropagator, SRVTransformer
+
+    def vm_data():
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmData:"))
+
+    # Private writable memory (heap, anonymous maps, torch's tensors) is capped at what the
+    # imports took plus the allowance; read-only memory maps of files do not count.
+    cap = vm_data() + int(sys.argv[-1]) * 2**20
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+    paths, mode = sys.argv[1:-2], sys.argv[-2]
+    try:
+        X = [np.load(p, mmap_mode="r" if mode == "mmap" else None) for p in paths]
+    except MemoryError:
+        print("MemoryError while loading")
+        sys.exit(3)
+    lss = LatentSpaceSimulator(
+        SRVTransformer(n_components=1, hidden_layer_sizes=(8,), batch_size=8192, max_epochs=1),
+        MDNPropagator(n_kernels=2, hidden_layer_sizes=(8,), batch_size=8192, max_epochs=1),
+        "passthrough",
+        lag_time=5,
+        random_state=0,
+    ).fit(X)
+    latent = lss.sample(X[0][:2], n_steps=10, random_state=0).latent
+    print("fitted", np.isfinite(latent).all())
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path("/proc/self/status").exists() or not hasattr(__import__("resource"), "RLIMIT_DATA"),
+    reason="needs Linux /proc and RLIMIT_DATA",
+)
+def test_a_simulator_fits_on_data_three_times_larger_than_its_memory_cap(tmp_path):
+    # 732 MiB of features against 256 MiB of private memory allowed beyond the imports: the
+    # fit on memory maps has to stream the data, and the same data loaded into memory fail.
+    paths = _feature_files(tmp_path)
+    script = tmp_path / "capped.py"
+    script.write_text(_CAPPED_SCRIPT)
+
+    def run(mode):
+        return subprocess.run(
+            [sys.executable, str(script), *map(str, paths), mode, "256"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+
+    streamed = run("mmap")
+    assert streamed.returncode == 0, streamed.stderr[-2000:]
+    assert streamed.stdout.split()[-2:] == ["fitted", "True"]
+    loaded = run("memory")
+    assert loaded.returncode == 3, (loaded.returncode, loaded.stderr[-2000:])
 
 
 # --- 3. lagged pairs as indices -----------------------------------------------------------

@@ -7,6 +7,9 @@
   observed only through a fixed, injective, nonlinear map to many noisy features;
   :func:`hidden_wells_reference` gives its exact stationary density, timescales and
   eigenfunctions.
+* :func:`hidden_switches` -- three independent two-state switches (three slow processes)
+  seen through hundreds of nonlinear features, as large as a user wants: a stand-in for
+  paper-scale data with an exact answer (:func:`hidden_switches_reference`).
 
 * :func:`alanine_dipeptide` -- molecular dynamics of alanine dipeptide in implicit solvent,
   run with OpenMM (the optional ``md`` extra) and cached on disk; it returns
@@ -34,6 +37,13 @@ from ._bead_chain import (
     radius_of_gyration,
 )
 from ._four_well import four_well, four_well_potential, four_well_reference
+from ._hidden_switches import (
+    hidden_switches,
+    hidden_switches_features,
+    hidden_switches_latent,
+    hidden_switches_potential,
+    hidden_switches_reference,
+)
 from ._hidden_wells import (
     hidden_wells,
     hidden_wells_features,
@@ -54,6 +64,11 @@ __all__ = [
     "four_well",
     "four_well_potential",
     "four_well_reference",
+    "hidden_switches",
+    "hidden_switches_features",
+    "hidden_switches_latent",
+    "hidden_switches_potential",
+    "hidden_switches_reference",
     "hidden_wells",
     "hidden_wells_features",
     "hidden_wells_potential",
