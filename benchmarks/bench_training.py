@@ -41,6 +41,7 @@ default), keeping what other runs wrote. Run ``before`` with ``PYTHONPATH`` poin
 older checkout of sklss to time it.
 
     python benchmarks/bench_training.py [--parts data fit fidelity epochs] [--settings after]
+        [--quick]
 """
 
 import argparse
@@ -228,7 +229,9 @@ def part_fit(args):
         f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
         f"import bench_training as b; b.fit_worker(*{worker!r})"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # From the benchmarks folder: with "-c" the working directory comes first on sys.path,
+    # and the repository root would shadow an sklss given by PYTHONPATH.
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
     res = json.loads(out.read_text())
     if args.settings == "before":
         one = res["histories"]["decoder"]["seconds_per_epoch"][0]
@@ -238,7 +241,10 @@ def part_fit(args):
             res["fit_seconds"] - decoder + res["decoder_paper_epochs_seconds"]
         )
     gib = 2**30
-    print(f"\n### Whole fit ({args.settings}), 1,040,000 frames x {N_FEATURES} features\n")
+    print(
+        f"\n### Whole fit ({args.settings}), {N_TRAIN * N_FRAMES:,} frames x "
+        f"{N_FEATURES} features\n"
+    )
     print("| stage | seconds | epochs | seconds per epoch (median) |")
     print("|---|---|---|---|")
     for stage in ("encoder", "propagator", "observable", "decoder"):
@@ -341,7 +347,10 @@ def part_fidelity(args):
         "decoder_alone_js": {"mean": float(js_decoder.mean()), "max": float(js_decoder.max())},
         "lss_js": {"mean": float(js_lss.mean()), "max": float(js_lss.max())},
     }
-    print("\n### Fidelity on held-out data (200,000 frames; 100 synthetic trajectories)\n")
+    print(
+        f"\n### Fidelity on held-out data ({N_HELD * N_FRAMES:,} frames; "
+        f"{len(starts)} synthetic trajectories of {n_steps} steps)\n"
+    )
     print("| coordinate | FE RMSE (kT) | exact t_i | LSS t_i | error | held-out MD t_i |")
     print("|---|---|---|---|---|---|")
     for i in range(3):
@@ -438,14 +447,21 @@ def main():
     parser.add_argument("--memory-limit", type=float, default=1.0, help="GiB above the imports")
     parser.add_argument("--only", nargs="*", help="epochs: only rows whose name contains these")
     parser.add_argument("--output", type=Path, default=RESULTS / "bench_training.json")
+    parser.add_argument(
+        "--quick", action="store_true", help="12 + 3 trajectories of 2,000 frames (a smoke run)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        global N_TRAIN, N_HELD, N_FRAMES
+        N_TRAIN, N_HELD, N_FRAMES = 12, 3, 2000
+        args.data_dir = args.data_dir.with_name(args.data_dir.name + "_quick")
     import torch
 
     torch.set_num_threads(1)
     run = start_run()
     previous = json.loads(args.output.read_text()) if args.output.exists() else {}
     result = {k: v for k, v in previous.items() if k != "machine"}
-    label = result.setdefault(args.settings, {})
+    label = result.setdefault(args.settings + ("_quick" if args.quick else ""), {})
     if "data" in args.parts:
         make_data(args.data_dir)
     if "fit" in args.parts:
