@@ -469,7 +469,7 @@ def main():
     if "fidelity" in args.parts:
         label["fidelity"] = part_fidelity(args)
     if "epochs" in args.parts:
-        label["epochs"] = part_epochs(args)
+        label.setdefault("epochs", {}).update(part_epochs(args))
     write_result(args.output, result, run)
 
 

@@ -105,13 +105,20 @@ class TensorBatchLoader:
     permutation, so the batches are the ones the arrays would give. Without shuffling (a
     held-out set), a batch of such rows larger than ``sklss._frames.chunk_rows`` of the widest
     input comes as a :class:`ChunkedBatch`, which the nets evaluate piece by piece.
+
+    With a ``device`` other than the CPU, arrays in memory are copied to it once and every
+    batch is sliced there (no copy from the host per batch); the permutation is still drawn
+    on the CPU, so the batches are the same as on the CPU. Gathered rows are moved per batch.
     """
 
-    def __init__(self, dataset, batch_size=128, shuffle=False, **kwargs):
+    def __init__(self, dataset, batch_size=128, shuffle=False, device=None, **kwargs):
         X = dataset.X
         self._keys = list(X) if isinstance(X, Mapping) else None
         columns = [X[k] for k in self._keys] if self._keys else [X]
-        self._columns = [c if isinstance(c, Rows) else torch.as_tensor(c) for c in columns]
+        self._device = None if device is None or torch.device(device).type == "cpu" else device
+        self._columns = [
+            c if isinstance(c, Rows) else torch.as_tensor(c, device=self._device) for c in columns
+        ]
         widths = [c.shape[1] for c in columns if isinstance(c, Rows)]
         self._piece_rows = chunk_rows(max(widths)) if widths else None
         self._n = len(columns[0])
@@ -140,10 +147,11 @@ class TensorBatchLoader:
         parts = [self._take(c, idx) for c in self._columns]
         return dict(zip(self._keys, parts)) if self._keys else parts[0]
 
-    @staticmethod
-    def _take(column, idx):
+    def _take(self, column, idx):
         if isinstance(column, Rows):
             return torch.from_numpy(column[idx])
+        if self._device is not None and isinstance(idx, torch.Tensor):
+            idx = idx.to(self._device)
         return column[idx]
 
 

@@ -11,7 +11,8 @@ A ``fit`` of sklss reads as the estimator's own decisions and nothing else:
    memory are then scaled into arrays; memory maps and large data stay where they are, and
    each batch is gathered and scaled when it is drawn (:mod:`sklss._frames`);
 4. :func:`build_net` assembles the skorch net with what every sklss net shares: Adam, whole
-   batches sliced from tensors or gathered by index (``TensorBatchLoader``), the held-out
+   batches sliced from tensors (on the training device) or gathered by index
+   (``TensorBatchLoader``), the held-out
    blocks as the validation set, and :func:`standard_callbacks` (the finite-loss guard, an optional
    learning-rate plateau, early stopping with the best weights restored, a progress bar, and
    the checkpoint last);
@@ -233,8 +234,10 @@ def build_net(
         batch_size=min(batch_size, n_train),
         iterator_train=TensorBatchLoader,
         iterator_train__shuffle=True,
+        iterator_train__device=device,
         iterator_valid=TensorBatchLoader,
         iterator_valid__batch_size=valid_batch_size,
+        iterator_valid__device=device,
         train_split=split,
         callbacks=callbacks,
         device=device,

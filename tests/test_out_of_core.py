@@ -400,6 +400,31 @@ def test_the_loader_gives_the_same_batches_from_rows_as_from_arrays(shuffle):
         assert min(len(b["x0"]) for b in batches[1]) >= 100
 
 
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+        ),
+    ],
+)
+def test_the_loader_slices_batches_on_the_device_with_the_cpu_permutation(device):
+    data = {"x": np.arange(600, dtype=np.float32).reshape(300, 2), "y": np.arange(300.0)}
+    batches = []
+    for where in (None, device):
+        torch.manual_seed(5)
+        loader = TensorBatchLoader(Dataset(data, None), batch_size=64, shuffle=True, device=where)
+        batches.append([b for b, _ in loader])
+    for cpu, dev in zip(*batches):
+        assert dev["x"].device.type == device
+        assert torch.equal(cpu["x"], dev["x"].cpu()) and torch.equal(cpu["y"], dev["y"].cpu())
+    # Together the shuffled batches hold every row once.
+    rows = torch.cat([b["y"].cpu() for b in batches[1]])
+    assert sorted(rows.tolist()) == list(range(300))
+
+
 def test_a_large_held_out_batch_is_gathered_in_pieces(monkeypatch):
     monkeypatch.setattr(_frames, "_CHUNK_ELEMENTS", 300)
     trajs = [t.astype(np.float32) for t in _labelled([400, 500], width=3)]
