@@ -59,6 +59,24 @@ def sample_cells(weights, size, rng):
     return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
 
 
+def observed_through(latent, features, noise, rng, n_trajectories, return_latent):
+    """The generators' common ending: latent trajectories seen through a feature map.
+
+    ``features`` maps all frames at once (a few large numpy calls beat many small ones),
+    Gaussian noise of standard deviation ``noise`` is added from ``rng``, and the result is
+    split back into trajectories, returned as :func:`as_trajectory_data` does (with the
+    latent trajectories too when ``return_latent``).
+    """
+    observed = features(np.concatenate(latent))
+    if noise > 0:
+        observed += noise * rng.standard_normal(observed.shape)
+    observed = np.split(observed, np.cumsum([len(z) for z in latent])[:-1])
+    X = as_trajectory_data(observed, n_trajectories)
+    if return_latent:
+        return X, as_trajectory_data(latent, n_trajectories)
+    return X
+
+
 def as_trajectory_data(columns, n_trajectories):
     """One array for a single trajectory, a list of contiguous arrays for several."""
     trajs = [np.ascontiguousarray(c, dtype=np.float64) for c in columns]

@@ -20,6 +20,7 @@ from ._base import (
     check_rng,
     check_start,
     check_stiffness,
+    observed_through,
     sample_cells,
 )
 
@@ -280,16 +281,11 @@ def hidden_switches(
         random_state=rng,
     )
     latent = [latent] if n_trajectories == 1 else latent
-    features = hidden_switches_features(
-        np.concatenate(latent), n_features=n_features, map_seed=map_seed
-    )
-    if noise > 0:
-        features += noise * rng.standard_normal(features.shape)
-    features = np.split(features, np.cumsum([len(z) for z in latent])[:-1])
-    X = as_trajectory_data(features, n_trajectories)
-    if return_latent:
-        return X, as_trajectory_data(latent, n_trajectories)
-    return X
+
+    def features(Z):
+        return hidden_switches_features(Z, n_features=n_features, map_seed=map_seed)
+
+    return observed_through(latent, features, noise, rng, n_trajectories, return_latent)
 
 
 def hidden_switches_reference(

@@ -9,13 +9,13 @@ from sklearn.utils import Bunch
 
 from .._validation import is_trajectory_list
 from ._base import (
-    as_trajectory_data,
     check_int,
     check_physics,
     check_positive,
     check_rng,
     check_start,
     check_stiffness,
+    observed_through,
     sample_cells,
 )
 
@@ -372,17 +372,11 @@ def hidden_wells(
     else:
         paths = _run_walkers(start, n_frames, stride, a, sigma, rng)
         latent = [paths[:, i] for i in range(n_trajectories)]
-    # The map runs once on all frames: a few large numpy calls beat many small ones.
-    features = hidden_wells_features(
-        np.concatenate(latent), n_features=n_features, map_seed=map_seed
-    )
-    if noise > 0:
-        features += noise * rng.standard_normal(features.shape)
-    features = np.split(features, np.cumsum([len(z) for z in latent])[:-1])
-    X = as_trajectory_data(features, n_trajectories)
-    if return_latent:
-        return X, as_trajectory_data(latent, n_trajectories)
-    return X
+
+    def features(Z):
+        return hidden_wells_features(Z, n_features=n_features, map_seed=map_seed)
+
+    return observed_through(latent, features, noise, rng, n_trajectories, return_latent)
 
 
 def hidden_wells_reference(
