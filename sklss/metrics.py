@@ -8,6 +8,7 @@ import numpy as np
 from ._covariance import lagged_covariances, vac_eigenvalues, vamp2_from_covariances
 from ._random import derive_seeds, seed_entropy
 from ._validation import as_float_trajectories, check_lag_time, is_trajectory_list, lagged_pairs
+from ._zmatrix import _neighbour_lists
 from .markov import markov_timescales  # noqa: F401  (public here too, for compatibility)
 
 __all__ = [
@@ -768,17 +769,14 @@ def compare_distributions(
 
 def _bonded_terms(bonds, n_atoms):
     """Bond angles (triples a-centre-b) and candidate stereocentres of a bond graph."""
-    neighbours = [[] for _ in range(n_atoms)]
-    for a, b in bonds:
-        neighbours[a].append(int(b))
-        neighbours[b].append(int(a))
+    neighbours = _neighbour_lists(np.asarray(bonds, dtype=np.int64).reshape(-1, 2), n_atoms)
     triples = [
         (a, centre, b)
         for centre, near in enumerate(neighbours)
-        for i, a in enumerate(sorted(near))
-        for b in sorted(near)[i + 1 :]
+        for i, a in enumerate(near)
+        for b in near[i + 1 :]
     ]
-    centres = [(c, *sorted(near)[:3]) for c, near in enumerate(neighbours) if len(near) >= 3]
+    centres = [(c, *near[:3]) for c, near in enumerate(neighbours) if len(near) >= 3]
     return np.array(triples, dtype=np.int64).reshape(-1, 3), centres
 
 
