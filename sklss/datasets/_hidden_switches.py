@@ -251,11 +251,12 @@ def hidden_switches(
 
     Notes
     -----
-    Speed: every step advances all trajectories together, about 10-20 us per step whatever
-    their number (up to a few hundred), so 104 trajectories of 10,000 frames take a few
-    seconds; the features of 10^6 frames by 330 take about 10 s more. For data larger than
-    memory, draw the latent trajectories with :func:`hidden_switches_latent` and map them
-    one at a time.
+    Speed: every step advances all trajectories together, about 10-25 us per step whatever
+    their number (up to a few hundred), so 104 trajectories of 10,000 frames take about
+    2.5 s and one trajectory of 100,000 frames about 13 s; the features of 10^6 frames by
+    330 take 15-30 s more (one core of an AMD EPYC server). For data larger than memory,
+    draw the latent trajectories with :func:`hidden_switches_latent` and map them one at a
+    time.
 
     Examples
     --------
