@@ -61,7 +61,8 @@ format: $(VENV)/.installed
 # Every benchmark, one after the other, rewriting every file in benchmarks/results/ (a few
 # hours on two cores, most of it the alanine dipeptide MD). BENCH=name runs one script.
 BENCH ?= bench_walls bench_four_well bench_sampling bench_decoding bench_decoder_fidelity \
-	bench_encoder bench_scoring bench_propagators bench_simulator bench_alanine_dipeptide
+	bench_encoder bench_scoring bench_propagators bench_simulator bench_training \
+	bench_alanine_dipeptide
 bench: $(VENV)/.installed
 	@for name in $(BENCH); do \
 		echo "== benchmarks/$$name.py"; \
