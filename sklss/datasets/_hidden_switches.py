@@ -56,6 +56,7 @@ def hidden_switches_potential(Z):
     Returns
     -------
     V : ndarray of shape Z.shape[:-1]
+        Potential energy, in units of ``kT``.
     """
     Z = np.asarray(Z, dtype=np.float64)
     if Z.shape[-1:] != (3,):
@@ -100,6 +101,7 @@ def hidden_switches_latent(
     Returns
     -------
     Z : ndarray of shape (n_frames, 3) or list of them
+        Latent positions; one array when ``n_trajectories == 1``, else a list.
     """
     n_frames = check_int("n_frames", n_frames)
     n_trajectories = check_int("n_trajectories", n_trajectories)
@@ -164,16 +166,19 @@ def hidden_switches_features(Z, *, n_features=330, map_seed=0, dtype=np.float64)
     Parameters
     ----------
     Z : array-like of shape (n_frames, 3) or list of them
+        Latent positions.
     n_features : int, default=330
-        At least 3.
+        Number of features, at least 3.
     map_seed : int, default=0
         Seed of the map. A second seed gives a second, independent map, for example for
         targets to decode.
     dtype : numpy dtype, default=float64
+        Type of the returned features.
 
     Returns
     -------
     F : ndarray of shape (n_frames, n_features) or list of them
+        Noise-free features, in the same form as ``Z``.
     """
     if is_trajectory_list(Z):
         return [
@@ -224,16 +229,20 @@ def hidden_switches(
     n_frames : int, default=10_000
         Frames per trajectory; frame ``i`` is the state after ``i * stride`` steps.
     n_trajectories : int, default=1
+        Number of independent trajectories.
     n_features : int, default=330
-        At least 3.
+        Number of features, at least 3.
     noise : float, default=0.05
         Standard deviation of the noise added to every feature (the noise-free features have
-        standard deviations of about 0.5).
+        standard deviations of about 0.6-0.9).
     stride : int, default=10
         Integration steps per frame.
     dt : float, default=2e-3
+        Integration time step, in reduced time units.
     kT : float, default=1.0
+        Thermal energy, in the energy units of the potential.
     diffusion : float, default=1.0
+        Diffusivity ``D``.
     map_seed : int, default=0
         Seed of the feature map; ``random_state`` does not affect it.
     x0 : array-like of shape (3,) or (n_trajectories, 3), default=None
@@ -246,8 +255,9 @@ def hidden_switches(
     Returns
     -------
     X : ndarray of shape (n_frames, n_features) or list of them
+        Features; one float64 array when ``n_trajectories == 1``, else a list.
     Z : ndarray of shape (n_frames, 3) or list of them
-        Only if ``return_latent``.
+        Latent positions, in the same form; only if ``return_latent``.
 
     Notes
     -----
@@ -306,13 +316,17 @@ def hidden_switches_reference(
     n_grid : int, default=2000
         Grid cells per switch on [-2.6, 2.6].
     n_timescales : int, default=5
+        Number of the system's timescales returned, at most 7.
 
     Returns
     -------
     reference : :class:`~sklearn.utils.Bunch`
+        With attributes
+
         grid : ndarray of shape (n_grid,)
             Cell centres, shared by the three switches.
         edges : ndarray of shape (n_grid + 1,)
+            Cell edges.
         free_energy : ndarray of shape (3, n_grid)
             ``V_i / kT`` along each switch, minimum 0.
         stationary_density : ndarray of shape (3, n_grid)
@@ -328,6 +342,7 @@ def hidden_switches_reference(
             For each of ``timescales``, the switches that relax together: ``(0,)`` is the
             first switch alone, ``(0, 1)`` the product of the first two.
         frame_time : float
+            ``dt * stride``.
 
     Examples
     --------
