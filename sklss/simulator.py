@@ -86,6 +86,14 @@ def _frames(data):
     return data if isinstance(data, list) else [data]
 
 
+def _project(traj, mean, coef):
+    """``(traj - mean) @ coef`` block by block, with no float64 copy of all the frames."""
+    blocks = [c @ coef for _, c in row_chunks(traj)]
+    out = np.concatenate(blocks) if blocks else np.empty((0, coef.shape[1]))
+    out -= mean @ coef
+    return out
+
+
 def _fit_decay(acf, step):
     """Fit ``A exp(-k step / t)`` to ``acf[1:]`` (``acf[k]`` at ``k`` steps); return ``t``.
 
@@ -380,8 +388,7 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
                     tica.partial_fit(chunk)
                 model = tica.fetch_model()
             coef = model.singular_vectors_left[:, : model.output_dimension]
-            projected = np.concatenate([c @ coef for t in trajs for _, c in row_chunks(t)])
-            projected -= model.mean_0 @ coef
+            projected = np.concatenate([_project(t, model.mean_0, coef) for t in trajs])
             extreme = projected[np.argmax(np.abs(projected), axis=0), np.arange(coef.shape[1])]
             self.observable_mean_ = np.asarray(model.mean_0, dtype=np.float64)
             self.observable_coef_ = coef * np.where(extreme < 0, -1.0, 1.0)
@@ -622,12 +629,8 @@ class LatentSpaceSimulator(TransformerMixin, BaseEstimator):
         out = []
         for t in trajs:
             if self.observable is None:
-                # Block by block, as in _fit_observable: no float64 copy of all the frames.
-                coef = self.observable_coef_
                 with threadpool_limits(limits=1, user_api="blas"):
-                    blocks = [c @ coef for _, c in row_chunks(t)]
-                    o = np.concatenate(blocks) if blocks else np.empty((0, coef.shape[1]))
-                    o -= self.observable_mean_ @ coef
+                    o = _project(t, self.observable_mean_, self.observable_coef_)
             elif hasattr(self.observable, "transform"):
                 o = self.observable.transform(t)
             else:

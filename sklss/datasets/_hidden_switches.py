@@ -4,6 +4,7 @@ A Trp-cage-sized test system with an exact answer: three slow processes (m = 3),
 features, as many frames as a user wants, and decoded targets from a second map.
 """
 
+import functools
 import itertools
 import math
 
@@ -140,7 +141,13 @@ def hidden_switches_latent(
     return as_trajectory_data([out[:, i] for i in range(n_trajectories)], n_trajectories)
 
 
+@functools.lru_cache(maxsize=4)
 def _random_map(n_features, map_seed):
+    """The map's parameters, read-only, drawn once per ``(n_features, map_seed)``.
+
+    Mapping trajectory after trajectory would otherwise repeat the QR of an ``n x n``
+    matrix each time.
+    """
     rng = np.random.default_rng(map_seed)
     # Three monotone coordinates tanh(A z): the map is injective because A is invertible.
     Q3, _ = np.linalg.qr(rng.standard_normal((3, 3)))
@@ -152,6 +159,8 @@ def _random_map(n_features, map_seed):
     phase = rng.uniform(0, 2 * np.pi, size=n_sin)
     Q, R = np.linalg.qr(rng.standard_normal((n_features, n_features)))
     Q *= np.sign(np.diag(R))[None, :]
+    for a in (A, W, phase, Q):
+        a.flags.writeable = False
     return A, W, phase, Q
 
 
