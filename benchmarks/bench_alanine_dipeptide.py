@@ -126,8 +126,9 @@ def encoder(lag, m, args, seed=0):
 
 
 def propagator(args):
-    """The MDN (24 kernels, 2 x 100 ReLU) or the stochastic interpolant (its defaults), both
-    trained on the pairs in both directions when ``--reversible`` (the default)."""
+    """The MDN (24 kernels, 2 x 100 ReLU, start-density weighting ``--density-weighting``)
+    or the stochastic interpolant (its defaults), both trained on the pairs in both
+    directions when ``--reversible`` (the default)."""
     if args.propagator == "interpolant":
         return InterpolantPropagator(max_epochs=args.mdn_epochs, reversible=args.reversible)
     return MDNPropagator(
@@ -135,6 +136,7 @@ def propagator(args):
         hidden_layer_sizes=(100, 100),
         max_epochs=args.mdn_epochs,
         reversible=args.reversible,
+        density_weighting=args.density_weighting,
     )
 
 
@@ -410,6 +412,7 @@ def main():
         "lag_ps": lag,
         "m": int(m),
         "propagator": args.propagator,
+        "density_weighting": args.density_weighting if args.propagator == "mdn" else None,
         "scan": None
         if scan is None
         else {
@@ -702,6 +705,12 @@ def parse_args():
         help="train the MDN on the pairs in both directions (equilibrium MD is reversible)",
     )
     p.add_argument("--propagator", choices=("mdn", "interpolant"), default="mdn")
+    p.add_argument(
+        "--density-weighting",
+        type=float,
+        default=0.5,
+        help="MDN start-density weighting exponent (0: plain maximum likelihood)",
+    )
     p.add_argument("--save-model", default=None, help="joblib file for the fitted LSS")
     p.add_argument("--n-starts", type=int, default=100)
     p.add_argument("--factor", type=float, default=5.0, help="synthetic / held-out MD time")

@@ -26,6 +26,7 @@ import os
 import warnings
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.utils import Bunch
 from skorch.callbacks import LRScheduler, ProgressBar
@@ -34,7 +35,15 @@ from skorch.helper import predefined_split
 
 from ._checkpoint import checkpoint_callbacks
 from ._compat import Interval, StrOptions
-from ._frames import Frames, LaggedPairs, Rows, gathers_batches, training_inputs
+from ._frames import (
+    Frames,
+    LaggedPairs,
+    Rows,
+    frame_offsets,
+    gathers_batches,
+    row_chunks,
+    training_inputs,
+)
 from ._nn import (
     ACTIVATIONS,
     FiniteLossGuard,
@@ -132,12 +141,17 @@ def training_pairs(
     monitored,
     min_valid_pairs=1,
     reversible=False,
+    start_weights=None,
 ):
     """The lagged pairs of one fit, built once: training pairs and held-out pairs.
 
     Held-out blocks come from :func:`sklss._validation.train_valid_pairs`; ``transform`` (the
     input scaling, float32 out) is applied to the frames. With ``reversible`` each set is
-    followed by its time reverse. Small data in memory give arrays, as ``(x0, xt)`` stacked;
+    followed by its time reverse. ``start_weights`` (one ``(n_frames, 1)`` array per
+    trajectory, see :func:`start_density_weights`) adds the column ``"w"`` to the training
+    pairs: the weight of each pair's first frame. The held-out pairs stay unweighted.
+
+    Small data in memory give arrays, as ``(x0, xt)`` stacked;
     memory maps and data beyond ``sklss._frames.IN_MEMORY_BYTES`` give
     :class:`sklss._frames.Rows`, which ``TensorBatchLoader`` gathers batch by batch into the
     same batches.
@@ -158,14 +172,66 @@ def training_pairs(
     )
     frames = Frames(trajs, transform)
 
-    def pairs(starts):
+    def pairs(starts, weights=None):
         if starts is None:
             return None
         index = LaggedPairs(starts, lag_time, both_directions=reversible)
-        return {"x0": Rows(frames, index, 0), "xt": Rows(frames, index, 1)}
+        columns = {"x0": Rows(frames, index, 0), "xt": Rows(frames, index, 1)}
+        if weights is not None:
+            columns["w"] = Rows(Frames(weights, _unchanged), index, 0)
+        return columns
 
     gathered = gathers_batches(trajs)
-    return training_inputs(pairs(train), gathered), training_inputs(pairs(valid), gathered)
+    return (
+        training_inputs(pairs(train, start_weights), gathered),
+        training_inputs(pairs(valid), gathered),
+    )
+
+
+def _unchanged(frames):
+    return frames
+
+
+# Start-density weighting (``MDNPropagator(density_weighting=...)``): the density at a frame
+# is estimated from the distance to its DENSITY_NEIGHBOURS-th nearest neighbour among at most
+# DENSITY_REFERENCE_FRAMES frames drawn from the training data, and no weight exceeds
+# DENSITY_WEIGHT_CAP times the median one.
+DENSITY_NEIGHBOURS = 20
+DENSITY_REFERENCE_FRAMES = 20_000
+DENSITY_WEIGHT_CAP = 100.0
+
+
+def start_density_weights(trajs, transform, exponent, seed):
+    """Per-frame weights ``density ** -exponent``, capped, with mean 1 over all frames.
+
+    The density of the transformed frames is a k-nearest-neighbour estimate,
+    ``density ~ 1 / r_k ** m`` in ``m`` dimensions, so the weight is ``r_k ** (m * exponent)``
+    relative to the median frame's, at most ``DENSITY_WEIGHT_CAP``. The reference frames are
+    drawn with ``seed``; the frames are transformed chunk by chunk (memory maps are never
+    loaded whole). Returns one float32 array of shape ``(n_frames, 1)`` per trajectory.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n_frames = int(frame_offsets(trajs)[-1])
+    rng = np.random.default_rng(seed)
+    n_ref = min(DENSITY_REFERENCE_FRAMES, n_frames)
+    reference = Frames(trajs, transform).take(np.sort(rng.choice(n_frames, n_ref, replace=False)))
+    k = min(DENSITY_NEIGHBOURS, n_ref)
+    neighbours = NearestNeighbors(n_neighbors=k).fit(reference)
+    dims = reference.shape[1]
+    log_radius = []
+    for traj in trajs:
+        out = np.empty(len(traj))
+        for start, chunk in row_chunks(traj):
+            r = neighbours.kneighbors(transform(chunk))[0][:, -1]
+            out[start : start + len(chunk)] = np.log(np.maximum(r, 1e-12))
+        log_radius.append(out)
+    # log-space: r ** (m * exponent) overflows nothing even for many latent dimensions.
+    median = np.median(np.concatenate(log_radius))
+    log_w = [dims * exponent * (lr - median) for lr in log_radius]
+    weights = [np.exp(np.minimum(lw, np.log(DENSITY_WEIGHT_CAP))) for lw in log_w]
+    mean = np.mean(np.concatenate(weights))
+    return [(w / mean).astype(np.float32)[:, None] for w in weights]
 
 
 def standard_callbacks(

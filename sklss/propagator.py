@@ -32,6 +32,7 @@ from ._training import (
     count_pairs,
     monitor_for,
     standard_callbacks,
+    start_density_weights,
     start_fit,
     train,
     training_pairs,
@@ -76,8 +77,10 @@ class _MixtureDensityModule(nn.Module):
         sigmas = self.sigma_floor + softplus(kernels[..., m:] - self.sigma_floor)
         return log_weights, kernels[..., :m], sigmas
 
-    def forward(self, x0, xt):
-        return _mixture_log_density(*self.mixture(x0), xt)
+    def forward(self, x0, xt, w=None):
+        log_density = _mixture_log_density(*self.mixture(x0), xt)
+        # Weighted training pairs (density_weighting) enter the mean as w * log p.
+        return log_density if w is None else log_density * w[:, 0]
 
 
 def _mixture_log_density(log_weights, means, sigmas, x):
@@ -151,6 +154,20 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         learns the wrong kernel; keep it off there. ``train_nll`` and ``valid_nll`` in
         ``history_`` then average over both directions, whereas ``score`` scores forward
         pairs only.
+    density_weighting : float in [0, 1], default=0.0
+        Exponent ``a`` of start-density weighting: each training pair counts with weight
+        ``p(x_t) ** -a``, where ``p`` is the density of training frames at the pair's start
+        (a 20-nearest-neighbour estimate in the scaled latent space, from at most 20,000
+        reference frames). Weights are capped at 100 times the median weight and scaled to
+        mean 1; held-out pairs stay unweighted. 0 is plain maximum likelihood. Because a
+        weight depends on the start frame alone, the weighted likelihood is still maximised
+        by the true transition density; what changes is where a network of finite size puts
+        its accuracy. Plain maximum likelihood spends it where frames are dense and smooths
+        the sparse regions, the barriers and rare states whose transitions set the rates
+        of rare events: on alanine dipeptide at 400 K (m = 3), 0.5 raised the simulated
+        entries into alpha_L from 0.22-0.26 to 0.55-0.57 per ns, against 0.46 and 0.68 in
+        two independent MD sets (``benchmarks/bench_alanine_dipeptide.py``). ``train_nll``
+        in ``history_`` is then the weighted mean.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Torch device for training, ``predict`` and ``score``; ``"auto"`` uses CUDA when
         available. ``sample`` always runs on the CPU (see Notes).
@@ -265,6 +282,7 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         "n_kernels": [Interval(Integral, 1, None, closed="left")],
         "sigma_floor": [Interval(Real, 0, None, closed="neither")],
         "reversible": ["boolean"],
+        "density_weighting": [Interval(Real, 0, 1, closed="both")],
     }
 
     def __init__(
@@ -281,6 +299,7 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         patience=10,
         sigma_floor=1e-3,
         reversible=False,
+        density_weighting=0.0,
         device="cpu",
         checkpoint=None,
         random_state=None,
@@ -297,6 +316,7 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         self.patience = patience
         self.sigma_floor = sigma_floor
         self.reversible = reversible
+        self.density_weighting = density_weighting
         self.device = device
         self.checkpoint = checkpoint
         self.random_state = random_state
@@ -322,6 +342,11 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         trajs = setup.trajs
         count_pairs(trajs, self.lag_time)
         self._fit_scaling(trajs)
+        weights = None
+        if self.density_weighting > 0:
+            weights = start_density_weights(
+                trajs, self._scale, self.density_weighting, setup.seeds[0]
+            )
         pairs, valid = training_pairs(
             trajs,
             self.lag_time,
@@ -329,6 +354,7 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
             transform=self._scale,
             monitored="log-likelihood",
             reversible=self.reversible,
+            start_weights=weights,
         )
         monitor = monitor_for(valid)
         net = build_net(

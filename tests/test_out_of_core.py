@@ -103,6 +103,7 @@ def test_propagators_on_memory_maps_equal_the_fits_in_memory(tmp_path, paths_tak
     common.update(random_state=0, reversible=reversible)
     for make in (
         lambda: MDNPropagator(n_kernels=2, **common),
+        lambda: MDNPropagator(n_kernels=2, density_weighting=0.5, **common),
         lambda: InterpolantPropagator(n_integration_steps=4, **common),
     ):
         paths_taken.update(copied=0, gathered=0)

@@ -86,6 +86,49 @@ def test_one_step_samples_have_the_known_mean_and_variance(fitted):
     np.testing.assert_allclose(step.var(axis=0), [1.0, 1.0], atol=0.12)
 
 
+def test_density_weights_follow_the_inverse_density_capped_with_mean_one():
+    from sklss._training import DENSITY_WEIGHT_CAP, start_density_weights
+
+    rng = np.random.default_rng(0)
+    # Uniform densities 16000 and 1000 per unit length, and 5 frames far out (density ~ 0).
+    dense, sparse_, far = (
+        rng.uniform(0, 1, 16_000),
+        rng.uniform(2, 3, 1000),
+        [20.0 + 5 * np.arange(5)],
+    )
+    x = np.concatenate([dense, sparse_, far[0]])[:, None]
+    trajs = [x[:9000], x[9000:]]  # weights come back per trajectory, in order
+    w = np.concatenate([t[:, 0] for t in start_density_weights(trajs, lambda f: f, 0.5, seed=0)])
+    assert w.dtype == np.float32 and w.shape == (len(x),)
+    assert w.mean() == pytest.approx(1.0, rel=1e-5)
+    inner = slice(1000, 15_000)  # away from the edges of the dense block
+    ratio = np.median(w[16_000 : 16_000 + 1000][100:-100]) / np.median(w[inner])
+    assert ratio == pytest.approx(16**0.5, rel=0.15)  # (density ratio) ** exponent
+    # the cap: no weight above DENSITY_WEIGHT_CAP times the median
+    assert w.max() == pytest.approx(DENSITY_WEIGHT_CAP * np.median(w), rel=1e-4)
+    w1 = np.concatenate([t[:, 0] for t in start_density_weights(trajs, lambda f: f, 1.0, seed=0)])
+    ratio1 = np.median(w1[16_000:17_000][100:-100]) / np.median(w1[inner])
+    assert ratio1 == pytest.approx(16.0, rel=0.25)
+
+
+def test_density_weighting_keeps_the_exact_transition_density(ar_data):
+    # Weights depend on the start frame only: the weighted likelihood is still maximised by
+    # the true kernel, so the Gaussian AR(1) kernel is learned as without weights.
+    weighted = small_mdn(density_weighting=0.5).fit(ar_data)
+    grid = np.linspace(-2.0, 2.0, 9)
+    X = np.stack([grid, grid[::-1]], axis=1)
+    np.testing.assert_allclose(weighted.predict(X), X * [0.8, 0.5], atol=0.12)
+    test = ar1(10_000, [0.8, 0.5], random_state=5)
+    exact = -math.log(2 * math.pi) - 1.0
+    assert weighted.score(test) == pytest.approx(exact, abs=0.05)
+    # the weights were used: the weighted training loss differs from the plain fit's
+    plain = small_mdn().fit(ar_data)
+    assert abs(weighted.history_["train_nll"][0] - plain.history_["train_nll"][0]) > 0.05
+    # the held-out loss stays the plain likelihood: at the best epochs, the two fits agree
+    best = [min(m.history_["valid_nll"]) for m in (weighted, plain)]
+    assert best[0] == pytest.approx(best[1], abs=0.02)
+
+
 def test_sampling_shows_a_progress_bar_only_when_verbose(fitted, capsys):
     X0 = np.zeros((3, 2))
     quiet = fitted.sample(X0, n_steps=50, random_state=0)
@@ -471,6 +514,8 @@ def test_every_trajectory_too_short_is_an_error_with_lag_and_longest_length(ar_d
         ({"device": "tpu"}, "device"),
         ({"batch_size": 0}, "batch_size"),
         ({"reversible": "yes"}, "reversible"),
+        ({"density_weighting": -0.1}, "density_weighting"),
+        ({"density_weighting": 1.5}, "density_weighting"),
     ],
 )
 def test_bad_parameters_are_errors_that_name_the_parameter(ar_data, params, name):
