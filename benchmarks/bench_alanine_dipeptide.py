@@ -720,9 +720,9 @@ def parse_args():
     args = p.parse_args()
     args.temperature = 400.0 if args.case == "rare" else 300.0
     if args.n_train is None:
-        args.n_train = 6 if args.case == "rare" else 3
+        args.n_train = 12 if args.case == "rare" else 3
     if args.n_held_out is None:
-        args.n_held_out = 6 if args.case == "rare" else 2
+        args.n_held_out = 12 if args.case == "rare" else 2
     if args.quick:
         args.n_ns, args.n_train, args.n_held_out, args.timing_ns = 0.2, 2, 2, 0.02
         args.lags = [1, 2]
