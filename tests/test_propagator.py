@@ -91,12 +91,9 @@ def test_density_weights_follow_the_inverse_density_capped_with_mean_one():
 
     rng = np.random.default_rng(0)
     # Uniform densities 16000 and 1000 per unit length, and 5 frames far out (density ~ 0).
-    dense, sparse_, far = (
-        rng.uniform(0, 1, 16_000),
-        rng.uniform(2, 3, 1000),
-        [20.0 + 5 * np.arange(5)],
-    )
-    x = np.concatenate([dense, sparse_, far[0]])[:, None]
+    dense, sparse_ = rng.uniform(0, 1, 16_000), rng.uniform(2, 3, 1000)
+    far = 20.0 + 5 * np.arange(5)
+    x = np.concatenate([dense, sparse_, far])[:, None]
     trajs = [x[:9000], x[9000:]]  # weights come back per trajectory, in order
     w = np.concatenate([t[:, 0] for t in start_density_weights(trajs, lambda f: f, 0.5, seed=0)])
     assert w.dtype == np.float32 and w.shape == (len(x),)
