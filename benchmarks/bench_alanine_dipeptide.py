@@ -126,15 +126,17 @@ def encoder(lag, m, args, seed=0):
 
 
 def propagator(args):
-    """The MDN (24 kernels, 2 x 100 ReLU, start-density weighting ``--density-weighting``)
-    or the stochastic interpolant (its defaults), both trained on the pairs in both
-    directions when ``--reversible`` (the default)."""
+    """The MDN (24 kernels, 2 x 100 ReLU, start-density weighting ``--density-weighting``,
+    early-stopping patience ``--mdn-patience``) or the stochastic interpolant (its
+    defaults), both trained on the pairs in both directions when ``--reversible`` (the
+    default)."""
     if args.propagator == "interpolant":
         return InterpolantPropagator(max_epochs=args.mdn_epochs, reversible=args.reversible)
     return MDNPropagator(
         n_kernels=24,
         hidden_layer_sizes=(100, 100),
         max_epochs=args.mdn_epochs,
+        patience=args.mdn_patience,
         reversible=args.reversible,
         density_weighting=args.density_weighting,
     )
@@ -413,6 +415,15 @@ def main():
         "m": int(m),
         "propagator": args.propagator,
         "density_weighting": args.density_weighting if args.propagator == "mdn" else None,
+        "mdn_training": (
+            {
+                "max_epochs": args.mdn_epochs,
+                "patience": args.mdn_patience,
+                "epochs_run": int(lss.propagator_.n_iter_),
+            }
+            if args.propagator == "mdn"
+            else None
+        ),
         "scan": None
         if scan is None
         else {
@@ -696,7 +707,13 @@ def parse_args():
     p.add_argument("--lag", type=int, default=None, help="skip the scan and use this lag")
     p.add_argument("--m", type=int, default=None, help="latent dimension (default: the gap)")
     p.add_argument("--srv-epochs", type=int, default=60)
-    p.add_argument("--mdn-epochs", type=int, default=100)
+    p.add_argument("--mdn-epochs", type=int, default=300)
+    p.add_argument(
+        "--mdn-patience",
+        type=int,
+        default=30,
+        help="MDN early-stopping patience in epochs (the learning rate is cut after a third)",
+    )
     p.add_argument("--gan-epochs", type=int, default=100)
     p.add_argument(
         "--reversible",

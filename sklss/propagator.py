@@ -140,7 +140,12 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         held-out early stopping off, and the training loss is monitored instead.
     patience : int, default=10
         Epochs without improvement of the monitored loss (by more than 1e-4 nats per pair)
-        before training stops. The weights of the best epoch are restored.
+        before training stops. The weights of the best epoch are restored. Rare states
+        converge last: the held-out likelihood is dominated by the dense basins and flattens
+        while the density around a state that holds 1 % of the frames is still sharpening.
+        On alanine dipeptide at 400 K (``benchmarks/bench_alanine_dipeptide.py``), 10 stopped
+        after 65 epochs with stays in alpha_L 31 % short on the latent space; 30 ran 113-120
+        epochs and gave stays within 5 % of held-out MD's (three seeds).
     sigma_floor : float, default=1e-3
         Lower bound on every kernel width, in units of the feature's standard deviation. It
         keeps the likelihood finite when a kernel collapses onto a point.
