@@ -144,8 +144,8 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         converge last: the held-out likelihood is dominated by the dense basins and flattens
         while the density around a state that holds 1 % of the frames is still sharpening.
         On alanine dipeptide at 400 K (``benchmarks/bench_alanine_dipeptide.py``), 10 stopped
-        after 65 epochs with stays in alpha_L 31 % short on the latent space; 30 ran 113-120
-        epochs and gave stays within 5 % of held-out MD's (three seeds).
+        after 65 epochs with stays in alpha_L 31 % short on the latent space; 30 ran 111-120
+        epochs and gave stays within 8 % of held-out MD's (four fits).
     sigma_floor : float, default=1e-3
         Lower bound on every kernel width, in units of the feature's standard deviation. It
         keeps the likelihood finite when a kernel collapses onto a point.
