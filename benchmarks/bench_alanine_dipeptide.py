@@ -128,8 +128,8 @@ def encoder(lag, m, args, seed=0):
 def propagator(args):
     """The MDN (24 kernels, 2 x 100 ReLU, start-density weighting ``--density-weighting``,
     early-stopping patience ``--mdn-patience``) or the stochastic interpolant (its
-    defaults), both trained on the pairs in both directions when ``--reversible`` (the
-    default)."""
+    defaults, at most ``--mdn-epochs`` epochs), both trained on the pairs in both directions
+    when ``--reversible`` (the default)."""
     if args.propagator == "interpolant":
         return InterpolantPropagator(max_epochs=args.mdn_epochs, reversible=args.reversible)
     return MDNPropagator(
