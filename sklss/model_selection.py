@@ -174,6 +174,20 @@ def timescale_error_scorer(estimator, X, y=None):
     return -estimator._timescale_error(X)
 
 
+def rollout_error_scorer(estimator, X, y=None):
+    """Negated ``rollout_error`` (kT) of the propagator on held-out latent trajectories.
+
+    Long trajectories generated from frames of ``X`` against ``X``: the free-energy RMSE
+    along every latent coordinate, with no cap, so that barriers and rare states count (see
+    ``MDNPropagator.rollout_error``). On a simulator, ``X`` is encoded first. Compares
+    propagators on one latent space (kernel counts, seeds, training settings); not
+    comparable across encoders or lag times.
+    """
+    if hasattr(estimator, "propagator_"):
+        return -estimator.propagator_.rollout_error(estimator.transform(X))
+    return -estimator.rollout_error(X)
+
+
 _SCORERS = {
     "fidelity": fidelity_scorer,
     "vamp2": vamp2_scorer,
@@ -181,12 +195,13 @@ _SCORERS = {
     "free_energy_rmse": free_energy_rmse_scorer,
     "js_divergence": js_divergence_scorer,
     "timescale_error": timescale_error_scorer,
+    "rollout_error": rollout_error_scorer,
 }
 
 
 def get_scorer(name):
     """The scorer called ``name``: one of "fidelity", "vamp2", "log_likelihood",
-    "free_energy_rmse", "js_divergence", "timescale_error". Each is a callable
+    "free_energy_rmse", "js_divergence", "timescale_error", "rollout_error". Each is a callable
     ``(estimator, X, y=None) -> float`` that ``GridSearchCV(scoring=...)`` accepts; higher is
     better."""
     if name not in _SCORERS:

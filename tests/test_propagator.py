@@ -14,6 +14,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sklss import propagator as propagator_module
 from sklss._mixture_sampler import MixtureSampler, gumbel_and_normal
 from sklss._nn import NonFiniteLossError
+from sklss._random import derive_seeds
 from sklss.metrics import free_energy_profile, free_energy_rmse, js_divergence
 from sklss.propagator import (
     MDNPropagator,
@@ -513,6 +514,8 @@ def test_every_trajectory_too_short_is_an_error_with_lag_and_longest_length(ar_d
         ({"reversible": "yes"}, "reversible"),
         ({"density_weighting": -0.1}, "density_weighting"),
         ({"density_weighting": 1.5}, "density_weighting"),
+        ({"n_init": 0}, "n_init"),
+        ({"n_init": 2.0}, "n_init"),
     ],
 )
 def test_bad_parameters_are_errors_that_name_the_parameter(ar_data, params, name):
@@ -590,6 +593,68 @@ def test_same_random_state_gives_bitwise_identical_fits(ar_data):
         a.sample(ar_data[:2], 50, random_state=0).tobytes()
         == b.sample(ar_data[:2], 50, random_state=0).tobytes()
     )
+
+
+def state_bytes(mdn):
+    return b"".join(p.numpy().tobytes() for p in mdn.net_.module_.state_dict().values())
+
+
+# --- n_init: the best of several fits by rollout_error ---------------------------------------
+
+
+def test_n_init_keeps_the_fit_with_the_lowest_rollout_error(ar_data):
+    X = ar_data[:3000]
+    kept = tiny_mdn(random_state=5, n_init=3).fit(X)
+    assert kept.init_errors_.shape == (3,) and np.isfinite(kept.init_errors_).all()
+    assert len(set(kept.init_errors_)) == 3  # different fits, so there was a choice
+    assert kept.best_init_ == int(np.argmin(kept.init_errors_))
+    # All fits are rated with one seed drawn after theirs; recomputing the kept fit's error
+    # with it gives the minimum.
+    rollout_seed = derive_seeds(5, 4)[3]
+    assert kept.rollout_error(X, random_state=rollout_seed) == kept.init_errors_.min()
+    # The first fit is the one n_init=1 gives with the same int random_state.
+    first = tiny_mdn(random_state=5).fit(X)
+    assert first.init_errors_ is None and first.best_init_ == 0
+    assert first.rollout_error(X, random_state=rollout_seed) == kept.init_errors_[0]
+    assert (state_bytes(kept) == state_bytes(first)) == (kept.best_init_ == 0)
+
+
+def test_n_init_copies_the_whole_fitted_state_of_the_fit_kept(ar_data, monkeypatch):
+    X = ar_data[:3000]
+    seeds = derive_seeds(5, 4)
+    planned = {5: 0.9, seeds[1]: 0.7, seeds[2]: 0.2}
+    monkeypatch.setattr(
+        MDNPropagator, "rollout_error", lambda self, X, **kw: planned[self.random_state]
+    )
+    kept = tiny_mdn(random_state=5, n_init=3).fit(X)
+    assert kept.best_init_ == 2 and kept.init_errors_.tolist() == [0.9, 0.7, 0.2]
+    alone = tiny_mdn(random_state=seeds[2]).fit(X)
+    assert state_bytes(kept) == state_bytes(alone)
+    assert kept.history_ == alone.history_ and kept.n_iter_ == alone.n_iter_
+    np.testing.assert_array_equal(kept.data_max_, alone.data_max_)
+    # The parameters are the caller's, not the kept fit's.
+    assert kept.random_state == 5 and kept.n_init == 3
+
+
+def test_n_init_gives_each_fit_its_own_checkpoint_and_resumes_from_them(ar_data, tmp_path, capsys):
+    X = ar_data[:3000]
+    path = tmp_path / "mdn.sklss"
+    first = tiny_mdn(random_state=1, n_init=2, checkpoint=path).fit(X)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mdn.init0.sklss", "mdn.init1.sklss"]
+    capsys.readouterr()
+    again = tiny_mdn(random_state=1, n_init=2, checkpoint=str(path), verbose=1).fit(X)
+    out = capsys.readouterr().out
+    for i in range(2):
+        assert f"Resuming from {tmp_path / f'mdn.init{i}.sklss'}" in out
+        assert f"init {i + 1}/2: " in out
+    assert state_bytes(again) == state_bytes(first)
+    assert again.init_errors_.tolist() == first.init_errors_.tolist()
+
+
+def test_n_init_without_a_random_state_still_rates_every_fit(ar_data):
+    kept = tiny_mdn(random_state=None, n_init=2).fit(ar_data[:2000])
+    assert kept.init_errors_.shape == (2,) and np.isfinite(kept.init_errors_).all()
+    assert kept.sample(ar_data[:2], 20, random_state=0).shape == (2, 20, 2)
 
 
 def test_fit_does_not_depend_on_the_torch_thread_setting(ar_data):

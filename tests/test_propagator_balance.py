@@ -25,10 +25,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # --- an MDN that is exactly the Ornstein-Uhlenbeck kernel ----------------------------------
 
 
-def ou_propagator(a, wall):
+def ou_propagator(a, wall, width=None):
     """An MDNPropagator whose network gives exactly ``p(x' | x) = N(a x, 1 - a^2)``.
 
-    The stationary density of that kernel is N(0, 1). A tiny network is fitted only to get
+    The stationary density of that kernel is N(0, 1). With ``width``, the kernel is
+    ``N(a x, width^2)`` instead, and its stationary standard deviation
+    ``width / sqrt(1 - a^2)``. A tiny network is fitted only to get
     a fitted estimator; then its weights are overwritten: the hidden layer computes
     ``relu(x)`` and ``relu(-x)``, whose difference is ``x``, so the kernel mean is ``a x``;
     the raw width is a constant chosen so that ``logaddexp(raw, sigma_floor)`` is the exact
@@ -47,7 +49,7 @@ def ou_propagator(a, wall):
     ).fit(x)
     module = mdn.net_.module_
     hidden, output = module.mlp[0], module.mlp[2]
-    width = math.sqrt(1 - a * a)
+    width = math.sqrt(1 - a * a) if width is None else width
     floor = module.sigma_floor
     # log(exp(raw) + exp(floor)) = width
     raw = floor + math.log(math.expm1(width - floor))
@@ -141,6 +143,54 @@ def test_reject_and_stay_walls_keep_the_exact_truncated_stationary_density(a):
     folded = reflected_ou(x0, a, wall, n_steps, seed=3)[100:]
     dF_folded = bin_free_energy(folded, edges) - F_exact
     assert dF_folded[0] < -0.15 and dF_folded[-1] < -0.15
+
+
+# --- rollout_error: where many steps lead ----------------------------------------------------
+
+
+def exact_ou_frames(a, seed, n_trajs=10, n_frames=5000):
+    """Trajectories of the OU kernel N(a x, 1 - a^2), stationary N(0, 1) from the first frame."""
+    return [
+        ar1(n_frames, a, random_state=1000 * seed + i) * math.sqrt(1 - a * a)
+        for i in range(n_trajs)
+    ]
+
+
+# On 50,000 exact frames (six sets), the exact kernel scored 0.36-0.97 kT: the noise of the
+# reference's sparse tail bins, which no cap hides. On the same set, kernels 1.3x and 0.8x too
+# wide (stationary deviations 1.3 and 0.8) scored 0.16-0.75 kT and 0.36-0.99 kT more than it;
+# one 1.15x too wide scored between -0.14 and +0.37 kT more, within the noise.
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rollout_error_ranks_the_exact_kernel_above_wrong_widths_on_the_same_data(seed):
+    a, wall = 0.9, 5.0
+    X = exact_ou_frames(a, seed)
+    exact = math.sqrt(1 - a * a)
+    errors = {
+        f: ou_propagator(a, wall, width=f * exact).rollout_error(X, random_state=seed)
+        for f in (1.0, 1.3, 0.8)
+    }
+    assert errors[1.0] < 1.0
+    assert errors[1.3] > errors[1.0] + 0.1
+    assert errors[0.8] > errors[1.0] + 0.1
+    # The same seed gives the same starts and random numbers, so the same error.
+    assert ou_propagator(a, wall).rollout_error(X, random_state=seed) == errors[1.0]
+
+
+def test_rollout_error_counts_bins_only_the_reference_populates():
+    # A kernel whose stationary density is half as wide never reaches the reference's tails:
+    # those bins count at the cap instead of being skipped, so the error is several kT.
+    a = 0.9
+    X = exact_ou_frames(a, 0, n_trajs=4)
+    narrow = ou_propagator(a, 5.0, width=0.5 * math.sqrt(1 - a * a))
+    assert narrow.rollout_error(X, n_starts=50, n_steps=2000) > 2.0
+
+
+@pytest.mark.parametrize("param", ["n_starts", "bins"])
+@pytest.mark.parametrize("value", [0, -3, 2.5, True])
+def test_rollout_error_rejects_bad_counts_by_name(param, value):
+    mdn = ou_propagator(0.9, 5.0)
+    with pytest.raises(ValueError, match=param):
+        mdn.rollout_error(exact_ou_frames(0.9, 0, n_trajs=1, n_frames=100), **{param: value})
 
 
 # --- transition matrices, stationary distributions and flux asymmetry ----------------------

@@ -128,6 +128,13 @@ def test_simulator_that_misses_a_basin_ranks_below_a_correct_one(basins):
         s_good = get_scorer(scorer)(correct, X_test)
         s_bad = get_scorer(scorer)(broken, X_test)
         assert s_good > s_bad and abs(s_bad) > 5 * abs(s_good), (scorer, s_good, s_bad)
+    # rollout_error starts from held-out frames; the broken model, started in the basin it
+    # never learned, leaves it for good.
+    s_good = get_scorer("rollout_error")(correct, X_test)
+    with pytest.warns(UserWarning, match="outside the range of the training data"):
+        s_bad = get_scorer("rollout_error")(broken, X_test)
+    assert s_good == -correct.propagator_.rollout_error(correct.transform(X_test))
+    assert s_bad < s_good - 1.0, (s_good, s_bad)
     capped_good = correct.free_energy_rmse(X_test, max_free_energy=4)
     capped_bad = broken.free_energy_rmse(X_test, max_free_energy=4)
     assert capped_bad > 5 * capped_good
