@@ -156,11 +156,13 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         ``n_init`` times as long, plus the rollouts. Use it where a rare state matters: fits
         of equal held-out likelihood can differ in how their trajectories cross a barrier.
         On alanine dipeptide at 400 K (``benchmarks/bench_alanine_dipeptide.py``), six fits
-        had validation losses within 0.01 nats of each other; the two whose trajectories
+        had validation losses within 0.01 nats of each other. The two whose trajectories
         spent twice MD's time on the barrier between the basins had rollout errors of
-        0.86-0.92 kT on the training data, the four others 0.53-0.72 kT, and decoded, these
-        four gave Markov timescales of the phi transition within 20 % of held-out MD's,
-        the other two 47-50 % short.
+        0.85-0.94 kT on the training data (three rollout seeds each), and decoded, Markov
+        timescales of the phi transition 47-50 % short of held-out MD's. Three of the four
+        others scored 0.52-0.71 kT and the fourth 0.62-0.91 kT; decoded, all four came
+        within 20 %. The fourth's bad rollouts held a trajectory stuck for 1,774 steps at a
+        point near the edge of the training data, where nearly every draw left the box.
     sigma_floor : float, default=1e-3
         Lower bound on every kernel width, in units of the feature's standard deviation. It
         keeps the likelihood finite when a kernel collapses onto a point.
