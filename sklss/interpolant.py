@@ -615,6 +615,16 @@ class InterpolantPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
             scores = np.concatenate(scores)
         return float(np.mean(scores))
 
+    def rollout_error(self, X, *, n_starts=100, n_steps=None, bins=50, random_state=0):
+        """Free-energy error of long generated trajectories against the data ``X``, in kT.
+
+        The mean over the features of the uncapped free-energy RMSE between ``X`` and
+        trajectories generated from ``n_starts`` of its frames; lower is better. The same
+        measure as :meth:`sklss.MDNPropagator.rollout_error`, which describes it and its
+        parameters, so the two propagators can be compared on the same ``X``.
+        """
+        return self._rollout_error(X, n_starts, n_steps, bins, random_state)
+
     def sample(self, X0, n_steps, random_state=None, *, out=None, return_wall_hits=False):
         """Generate trajectories, one lag time per step, by integrating the learned bridge.
 

@@ -93,6 +93,16 @@ def test_score_is_higher_for_the_dynamics_than_for_shuffled_frames(fitted):
     np.testing.assert_array_equal(parts[0], fitted.score_samples(test[:50]))
 
 
+def test_rollout_error_is_lower_on_its_own_process_than_on_a_wider_one(fitted, ar_data):
+    # The same process at twice the amplitude: its tails lie outside the box the simulated
+    # trajectories keep to, and those bins count at the cap.
+    own = fitted.rollout_error(ar_data, n_steps=500)
+    with pytest.warns(UserWarning, match="outside the range of the training data"):
+        wider = fitted.rollout_error(2.0 * ar_data, n_steps=500)
+    assert wider > own + 1.0, (own, wider)
+    assert fitted.rollout_error(ar_data, n_steps=500) == own
+
+
 def test_history_records_the_losses(fitted):
     history = fitted.history_
     assert set(history) == {"epoch", "train_loss", "valid_loss"}
