@@ -295,20 +295,13 @@ def separation(psi, phis):
     return out
 
 
-def decoder_alone(decoder, internal, psi_held, md_phis):
-    """Excursions of structures decoded from the held-out MD's own latent trajectory: the
-    decoder's share of any kinetic error, apart from the propagator's."""
+def decoder_alone(decoder, internal, psi_held, md_angles, msm_lag):
+    """Kinetics of structures decoded from the held-out MD's own latent trajectory: the
+    decoder's share of any kinetic error, apart from the propagator's. Entries, stays and
+    the (phi, psi) Markov timescale, as in ``kinetics``."""
     decoded = internal.inverse_transform(list(decoder.sample(psi_held, random_state=4)))
-    phis = [phi_psi(t)[0] for t in decoded]
-    out = {}
-    for name, x in (("md", md_phis), ("decoded_md_latent", phis)):
-        ex = excursion_statistics(x, ENTER, LEAVE, dt=1.0)
-        out[name] = {
-            "entries_per_ns": ex.entries_per_time * 1000.0,
-            "mean_stay_ps": ex.mean_stay,
-            "core_population": ex.inside_fraction,
-        }
-    return out
+    k = kinetics(md_angles, [phi_psi(t) for t in decoded], 1.0, msm_lag)
+    return {"md": k["md"], "decoded_md_latent": k["lss"]}
 
 
 def main():
@@ -442,7 +435,7 @@ def main():
         "srv_eigenvalues": lss.encoder_.eigenvalues_.tolist(),
         "srv_all_eigenvalues": np.asarray(lss.encoder_.all_eigenvalues_).tolist(),
         "latent_separation_auc": separation(psi_held, [a for a, _ in md_angles]),
-        "decoder_alone": decoder_alone(lss.decoder_, internal, psi_held, [a for a, _ in md_angles]),
+        "decoder_alone": decoder_alone(lss.decoder_, internal, psi_held, md_angles, lag),
         "targets": TARGETS,
         "decoders": {},
     }
@@ -544,6 +537,11 @@ def print_tables(r):
         f"decoded from the held-out MD's own latent trajectory: {d['entries_per_ns']:.2f} "
         f"entries per ns (MD {dm['entries_per_ns']:.2f}), mean stay {d['mean_stay_ps']:.1f} ps "
         f"(MD {dm['mean_stay_ps']:.1f})"
+        + (
+            f", Markov timescale {d['msm_timescale_ps']:.1f} ps (MD {dm['msm_timescale_ps']:.1f})"
+            if "msm_timescale_ps" in d
+            else ""
+        )
     )
     tk = r["training_md_vs_held_out"]["kinetics"]
     print(

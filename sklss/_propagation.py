@@ -27,7 +27,7 @@ from torch import nn
 from ._nn import SklssNet
 from ._random import check_rng, derive_seeds
 from ._training import fit_input_scaling
-from ._validation import check_trajectories
+from ._validation import check_int, check_trajectories
 
 # Frames per forward pass in predict and score_samples.
 INFERENCE_CHUNK = 65536
@@ -334,9 +334,7 @@ class LatentPropagatorMixin:
         from .metrics import free_energy_profile, free_energy_rmse
 
         check_is_fitted(self)
-        for name, value in (("n_starts", n_starts), ("bins", bins)):
-            if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int; got {value!r}.")
+        n_starts, bins = check_int("n_starts", n_starts), check_int("bins", bins)
         trajs, _ = check_trajectories(self, X, reset=False)
         frames = np.concatenate(trajs)
         if n_steps is None:

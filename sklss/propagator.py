@@ -423,6 +423,14 @@ class MDNPropagator(LatentPropagatorMixin, DensityMixin, BaseEstimator):
         self.best_init_ = 0
         return self
 
+    def __setstate__(self, state):
+        # A model pickled before ``n_init`` existed: give it the parameter and the attributes
+        # that came with it, as a single fit, so that get_params, clone and repr work.
+        state = {"n_init": 1, **state}
+        if "net_" in state:
+            state = {"init_errors_": None, "best_init_": 0, **state}
+        super().__setstate__(state)
+
     def predict(self, X):
         """Conditional mean ``E[x_{t+lag_time} | x_t]`` of every frame of ``X``.
 

@@ -651,6 +651,19 @@ def test_n_init_gives_each_fit_its_own_checkpoint_and_resumes_from_them(ar_data,
     assert again.init_errors_.tolist() == first.init_errors_.tolist()
 
 
+def test_a_model_pickled_before_n_init_existed_loads_as_a_single_fit(tiny, tmp_path, ar_data):
+    old = clone(tiny)
+    old.__dict__.update(tiny.__dict__)
+    for name in ("n_init", "init_errors_", "best_init_"):
+        del old.__dict__[name]
+    joblib.dump(old, tmp_path / "old.joblib")
+    loaded = joblib.load(tmp_path / "old.joblib")
+    assert loaded.get_params()["n_init"] == 1
+    assert loaded.init_errors_ is None and loaded.best_init_ == 0
+    assert clone(loaded).n_init == 1
+    np.testing.assert_array_equal(loaded.predict(ar_data[:5]), tiny.predict(ar_data[:5]))
+
+
 def test_n_init_without_a_random_state_still_rates_every_fit(ar_data):
     kept = tiny_mdn(random_state=None, n_init=2).fit(ar_data[:2000])
     assert kept.init_errors_.shape == (2,) and np.isfinite(kept.init_errors_).all()
