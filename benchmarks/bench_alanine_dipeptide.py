@@ -23,8 +23,10 @@ Steps:
    timescale agrees with that at the next lag within their error bars or ``--converged``.
    m: the largest gap between the eigenvalues at that lag, above the noise floor
    (``SRVTransformer(n_components="auto")``).
-3. An LSS (SRV, MDN with 24 kernels, cWGAN on internal coordinates) fitted on the training
-   set; a second cWGAN on Cartesian coordinates on the same latent space.
+3. An LSS (SRV, MDN, cWGAN on internal coordinates) fitted on the training set; a second
+   cWGAN on Cartesian coordinates on the same latent space. The MDN's kernel count is chosen
+   from ``--mdn-kernels`` (24 and 48) by ``rollout_error`` on the training latent data: the
+   best of ``--mdn-n-init`` fits for each count, all rated with the same rollout seed.
 4. Synthetic trajectories from ``--n-starts`` validation frames, ``--factor`` times the
    validation set's time in all. Both decoders decode the same latent trajectories.
 5. Held-out MD against LSS: the alpha_L population, entries and stays (core sets: enter at
@@ -52,6 +54,7 @@ import mdtraj as md
 import numpy as np
 import torch
 from _common import RESULTS, start_run, time_interleaved, write_result
+from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from sklss import (
@@ -126,15 +129,15 @@ def encoder(lag, m, args, seed=0):
 
 
 def propagator(args):
-    """The MDN (24 kernels, 2 x 100 ReLU, start-density weighting ``--density-weighting``,
-    early-stopping patience ``--mdn-patience``, the best of ``--mdn-n-init`` fits by
-    ``rollout_error`` on the training data) or the stochastic interpolant (its
-    defaults, at most ``--mdn-epochs`` epochs), both trained on the pairs in both directions
-    when ``--reversible`` (the default)."""
+    """The MDN (the first count of ``--mdn-kernels``, 2 x 100 ReLU, start-density weighting
+    ``--density-weighting``, early-stopping patience ``--mdn-patience``, the best of
+    ``--mdn-n-init`` fits by ``rollout_error`` on the training data) or the stochastic
+    interpolant (its defaults, at most ``--mdn-epochs`` epochs), both trained on the pairs in
+    both directions when ``--reversible`` (the default)."""
     if args.propagator == "interpolant":
         return InterpolantPropagator(max_epochs=args.mdn_epochs, reversible=args.reversible)
     return MDNPropagator(
-        n_kernels=24,
+        n_kernels=args.mdn_kernels[0],
         hidden_layer_sizes=(100, 100),
         max_epochs=args.mdn_epochs,
         patience=args.mdn_patience,
@@ -142,6 +145,40 @@ def propagator(args):
         reversible=args.reversible,
         density_weighting=args.density_weighting,
     )
+
+
+def choose_kernel_count(lss, psi_train, args):
+    """Fit the MDN again with each further count of ``--mdn-kernels`` on the latent training
+    data the LSS's own MDN was fitted on, and give the LSS the one whose trajectories stay
+    closest to that data (the lowest ``rollout_error``), as a grid search over kernel counts
+    scored by ``rollout_error`` would. The clones keep the LSS's seed for the MDN, so every
+    candidate is rated on the same rollout seed. Returns each count's record for the JSON."""
+    fits = {lss.propagator_.n_kernels: (lss.propagator_, 0.0)}
+    for count in args.mdn_kernels[1:]:
+        t0 = time.perf_counter()
+        fit = clone(lss.propagator_).set_params(n_kernels=count).fit(psi_train)
+        fits[count] = (fit, time.perf_counter() - t0)
+
+    def errors(mdn):
+        if mdn.init_errors_ is not None:
+            return [float(e) for e in mdn.init_errors_]
+        return [float(mdn.rollout_error(psi_train))]
+
+    records = {
+        count: {
+            "rollout_errors_kT": [round(e, 4) for e in errors(mdn)],
+            "kept_init": int(mdn.best_init_),
+            "epochs_run": int(mdn.n_iter_),
+            "extra_fit_seconds": round(seconds, 1),
+        }
+        for count, (mdn, seconds) in fits.items()
+    }
+    best = min(fits, key=lambda count: min(errors(fits[count][0])))
+    for count, r in records.items():
+        mark = "  <- kept" if count == best else ""
+        print(f"  MDN with {count} kernels: rollout errors {r['rollout_errors_kT']} kT{mark}")
+    lss.propagator_ = fits[best][0]
+    return best, records
 
 
 def choose_lag(X_train, X_held, args):
@@ -352,15 +389,20 @@ def main():
     lss.fit(X_train, Y_int)
     fit_s = time.perf_counter() - t0
     m = lss.encoder_.n_components_
-    if args.save_model:
-        import joblib
-
-        joblib.dump(lss, args.save_model)
     psi_train = lss.transform(X_train)
+    kernel_records = None
+    if args.propagator == "mdn" and len(args.mdn_kernels) > 1:
+        t0 = time.perf_counter()
+        _, kernel_records = choose_kernel_count(lss, psi_train, args)
+        fit_s += time.perf_counter() - t0
     t0 = time.perf_counter()
     cart_decoder = CWGANDecoder(max_epochs=args.gan_epochs, random_state=0).fit(psi_train, Y_cart)
     cart_fit_s = time.perf_counter() - t0
     print(f"LSS fitted in {fit_s:.0f} s (m = {m}); Cartesian decoder {cart_fit_s:.0f} s")
+    if args.save_model:
+        import joblib
+
+        joblib.dump(lss, args.save_model)
 
     # --- 4. synthetic trajectories from held-out frames -------------------------------------
     rng = np.random.default_rng(1)
@@ -415,6 +457,8 @@ def main():
                 "max_epochs": args.mdn_epochs,
                 "patience": args.mdn_patience,
                 "epochs_run": int(lss.propagator_.n_iter_),
+                "n_kernels": int(lss.propagator_.n_kernels),
+                "by_kernel_count": kernel_records,
                 "n_init": args.mdn_n_init,
                 "rollout_errors_kT": None
                 if lss.propagator_.init_errors_ is None
@@ -478,6 +522,21 @@ def main():
             sum(rama_hist(a, b) for a, b in md_angles),
             sum(rama_hist(a, b) for a, b in train_angles),
         ),
+    }
+    # A figure on training data, beside the held-out ones: the simulator from training
+    # frames (the same number of starts and steps), decoded, against the training MD. It
+    # tells a shortfall the propagator has on the data it learned from apart from one that
+    # appears only on held-out MD.
+    train_pool = np.concatenate(X_train)
+    pick = np.random.default_rng(5).choice(len(train_pool), args.n_starts, replace=False)
+    train_starts = train_pool[pick]
+    from_train = lss.sample(train_starts, n_steps, random_state=6)
+    from_train_angles = [
+        phi_psi(t)
+        for t in internal.inverse_transform(list(from_train.configurations), dt=float(lag))
+    ]
+    result["training_starts_vs_training_md"] = {
+        "kinetics": kinetics(train_angles, from_train_angles, lag, lag)
     }
     # Floors: the held-out MD's two halves against each other.
     half = len(heavy) // 2
@@ -552,6 +611,15 @@ def print_tables(r):
         f"{tk['lss']['mean_stay_ps']:.1f} vs {tk['md']['mean_stay_ps']:.1f} ps; MSM timescale "
         f"{tk['lss']['msm_timescale_ps']:.1f} vs {tk['md']['msm_timescale_ps']:.1f} ps; "
         f"Ramachandran JS {r['training_md_vs_held_out']['rama_js']:.3f}"
+    )
+    fk = r["training_starts_vs_training_md"]["kinetics"]
+    print(
+        f"training data only: LSS from training frames against the training MD: phi > 0 "
+        f"population {fk['lss']['phi_positive_population']:.2%} vs "
+        f"{fk['md']['phi_positive_population']:.2%}; entries {fk['lss']['entries_per_ns']:.2f} "
+        f"vs {fk['md']['entries_per_ns']:.2f} per ns; mean stay {fk['lss']['mean_stay_ps']:.1f} "
+        f"vs {fk['md']['mean_stay_ps']:.1f} ps; MSM timescale "
+        f"{fk['lss']['msm_timescale_ps']:.1f} vs {fk['md']['msm_timescale_ps']:.1f} ps"
     )
     for name, e in r["decoders"].items():
         k = e["kinetics"]
@@ -720,9 +788,16 @@ def parse_args():
         help="MDN early-stopping patience in epochs (the learning rate is cut after a third)",
     )
     p.add_argument(
+        "--mdn-kernels",
+        type=int,
+        nargs="+",
+        default=[24, 48],
+        help="MDN kernel counts; the lowest rollout error on the training data is kept",
+    )
+    p.add_argument(
         "--mdn-n-init",
         type=int,
-        default=3,
+        default=2,
         help="MDN fits from different seeds; the lowest rollout error on the training data is kept",
     )
     p.add_argument("--gan-epochs", type=int, default=100)
