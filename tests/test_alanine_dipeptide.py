@@ -237,7 +237,9 @@ def test_lss_decodes_physically_valid_heavy_atoms_against_held_out_md(tmp_path, 
         # About 6,000 generator updates: the decoder's default (3 x 200 units, learning rate
         # 5e-4) needs the full benchmark's ~20,000 to reach its spreads. Measured with this
         # decoder for random_state 0, 1, 2: bond spreads 0.88-1.02, 0.92-1.02, 0.89-1.01 of
-        # MD, angles 0.93-1.06; with batch 32, 60 epochs of the default: bonds 0.37-0.74.
+        # MD, angles 0.93-1.06; with batch 32, 60 epochs of the default: bonds 0.37-0.74
+        # (MD from the CPU platform). On the Reference platform's MD, random_state 0: bonds
+        # 0.87-1.03, angles 0.91-1.02.
         CWGANDecoder(
             noise_dim=32,
             hidden_layer_sizes=(128, 128),

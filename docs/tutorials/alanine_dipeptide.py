@@ -5,7 +5,7 @@ Alanine dipeptide: from OpenMM to a DCD file
 A full simulator (SRV encoder, MDN propagator, cWGAN decoder) on molecular dynamics of
 alanine dipeptide in implicit solvent. :func:`sklss.datasets.alanine_dipeptide` runs the MD
 with OpenMM and caches it on disk (``$SKLSS_CACHE``, else ``~/.cache/sklss``, so a second
-run starts at once); one nanosecond takes about 20 s of one CPU core. The
+run starts at once); one nanosecond takes about 15 s of one CPU core. The
 featurisers of :mod:`sklss.features` turn ``mdtraj.Trajectory`` objects into arrays: the
 encoder sees the sines and cosines of the backbone torsions phi and psi, and the decoder
 learns Kabsch-superposed coordinates of the ten heavy atoms.

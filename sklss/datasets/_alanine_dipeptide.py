@@ -99,7 +99,8 @@ def _simulate(params, seeds, *, progress):
     )
     integrator.setRandomNumberSeed(seeds[1])
     # The Reference platform: for 22 atoms its plain loops beat the CPU platform's vectorised
-    # kernels, whose per-step overhead dominates (measured 19 against 75 s/ns on one core).
+    # kernels, whose per-step overhead dominates (12 against 55 s/ns on one
+    # core, benchmarks/bench_md_platforms.py).
     platform = openmm.Platform.getPlatformByName("Reference")
     context = openmm.Context(system, integrator, platform)
     context.setPositions(pdb.positions)
@@ -231,7 +232,7 @@ def alanine_dipeptide(
     as the CPU platform). Each trajectory starts from the energy-minimised structure
     (:func:`alanine_dipeptide_structure`) with velocities drawn at ``temperature``, is
     equilibrated for ``equilibration_ps``, and is then recorded every ``save_every_ps``.
-    One nanosecond takes about 20 s of one CPU core.
+    One nanosecond takes about 15 s of one CPU core.
 
     Trajectories are cached on disk, one file per trajectory, under a key made of every
     parameter that changes the result (and the trajectory's index), so a repeated call, or
@@ -420,7 +421,7 @@ def alanine_dipeptide_rare_event(
     :func:`alanine_dipeptide` at ``temperature=400.0`` with seeds ``400`` and ``401``, so no
     trajectory, and no frame, is shared between them. Use the validation set only to judge
     a model, from start frames taken from it. Trajectories are cached like those of
-    :func:`alanine_dipeptide`; one nanosecond costs about 20 s of one CPU core.
+    :func:`alanine_dipeptide`; one nanosecond costs about 15 s of one CPU core.
 
     Parameters
     ----------
