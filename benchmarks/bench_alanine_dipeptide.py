@@ -154,26 +154,30 @@ def choose_kernel_count(lss, psi_train, args):
     scored by ``rollout_error`` would. The clones keep the LSS's seed for the MDN, so every
     candidate is rated on the same rollout seed. Returns each count's record for the JSON."""
     fits = {lss.propagator_.n_kernels: (lss.propagator_, 0.0)}
-    for count in args.mdn_kernels[1:]:
+    for count in dict.fromkeys(args.mdn_kernels[1:]):
+        if count in fits:
+            continue
         t0 = time.perf_counter()
         fit = clone(lss.propagator_).set_params(n_kernels=count).fit(psi_train)
         fits[count] = (fit, time.perf_counter() - t0)
 
-    def errors(mdn):
-        if mdn.init_errors_ is not None:
-            return [float(e) for e in mdn.init_errors_]
-        return [float(mdn.rollout_error(psi_train))]
-
+    # One rollout per fit: n_init > 1 rated its fits already; a single fit is rated here.
+    errors = {
+        count: [float(e) for e in mdn.init_errors_]
+        if mdn.init_errors_ is not None
+        else [float(mdn.rollout_error(psi_train))]
+        for count, (mdn, _) in fits.items()
+    }
     records = {
         count: {
-            "rollout_errors_kT": [round(e, 4) for e in errors(mdn)],
+            "rollout_errors_kT": [round(e, 4) for e in errors[count]],
             "kept_init": int(mdn.best_init_),
             "epochs_run": int(mdn.n_iter_),
             "extra_fit_seconds": round(seconds, 1),
         }
         for count, (mdn, seconds) in fits.items()
     }
-    best = min(fits, key=lambda count: min(errors(fits[count][0])))
+    best = min(fits, key=lambda count: min(errors[count]))
     for count, r in records.items():
         mark = "  <- kept" if count == best else ""
         print(f"  MDN with {count} kernels: rollout errors {r['rollout_errors_kT']} kT{mark}")
