@@ -24,11 +24,16 @@ Steps:
    m: the largest gap between the eigenvalues at that lag, above the noise floor
    (``SRVTransformer(n_components="auto")``).
 3. An LSS (SRV, MDN, cWGAN on internal coordinates) fitted on the training set; a second
-   cWGAN on Cartesian coordinates on the same latent space. The MDN's kernel count is chosen
-   from ``--mdn-kernels`` (24 and 48) by ``rollout_error`` on the training latent data: the
-   best of ``--mdn-n-init`` fits for each count, all rated with the same rollout seed.
+   cWGAN on Cartesian coordinates on the same latent space (``--no-cartesian`` skips it).
+   The MDN is chosen among fits with each start-density weighting of
+   ``--density-weighting`` (0.5, 0.25 and 0) and ``--mdn-seeds`` seeds (2) on the training
+   latent data: the one whose trajectories from training frames best keep the training MD's
+   entries into and stays in alpha_L/C7ax, counted on psi_1 with the core sets carried over
+   from phi (``--mdn-choice kinetics``), or the lowest ``rollout_error``
+   (``--mdn-choice rollout``). Only training data enter the choice. ``--load-model`` keeps
+   the encoder and decoder of a saved LSS and fits only the MDN candidates.
 4. Synthetic trajectories from ``--n-starts`` validation frames, ``--factor`` times the
-   validation set's time in all. Both decoders decode the same latent trajectories.
+   validation set's time in all. The decoders decode the same latent trajectories.
 5. Held-out MD against LSS: the alpha_L population, entries and stays (core sets: enter at
    0.3 < phi < 2.0 rad, leave at phi < -1 rad), the slowest timescale of a Markov model on
    (phi, psi) states with Bayesian error bars, free energies along phi, psi and psi_1..psi_m
@@ -84,6 +89,7 @@ ENTER, LEAVE = (0.3, 2.0), (-np.inf, -1.0)  # rad: the alpha_L / C7ax core sets
 ANGLE_BINS = np.linspace(-np.pi, np.pi, 37)  # 10 degree bins
 FE_CAP_KT = 7.0  # alpha_L holds about 1 % at 400 K: about 5 kT above the minimum
 N_MSM_STATES = 24
+MIN_TRAINING_ENTRIES = 20  # to rate MDN candidates by entries and stays
 
 TARGETS = {
     "population_factor": 1.5,
@@ -129,11 +135,10 @@ def encoder(lag, m, args, seed=0):
 
 
 def propagator(args):
-    """The MDN (the first count of ``--mdn-kernels``, 2 x 100 ReLU, start-density weighting
-    ``--density-weighting``, early-stopping patience ``--mdn-patience``, the best of
-    ``--mdn-n-init`` fits by ``rollout_error`` on the training data) or the stochastic
-    interpolant (its defaults, at most ``--mdn-epochs`` epochs), both trained on the pairs in
-    both directions when ``--reversible`` (the default)."""
+    """The MDN (the first count of ``--mdn-kernels`` and the first weighting of
+    ``--density-weighting``, 2 x 100 ReLU, early-stopping patience ``--mdn-patience``) or the
+    stochastic interpolant (its defaults, at most ``--mdn-epochs`` epochs), both trained on the
+    pairs in both directions when ``--reversible`` (the default)."""
     if args.propagator == "interpolant":
         return InterpolantPropagator(max_epochs=args.mdn_epochs, reversible=args.reversible)
     return MDNPropagator(
@@ -143,46 +148,123 @@ def propagator(args):
         patience=args.mdn_patience,
         n_init=args.mdn_n_init,
         reversible=args.reversible,
-        density_weighting=args.density_weighting,
+        density_weighting=args.density_weighting[0],
     )
 
 
-def choose_kernel_count(lss, psi_train, args):
-    """Fit the MDN again with each further count of ``--mdn-kernels`` on the latent training
-    data the LSS's own MDN was fitted on, and give the LSS the one whose trajectories stay
-    closest to that data (the lowest ``rollout_error``), as a grid search over kernel counts
-    scored by ``rollout_error`` would. The clones keep the LSS's seed for the MDN, so every
-    candidate is rated on the same rollout seed. Returns each count's record for the JSON."""
-    fits = {lss.propagator_.n_kernels: (lss.propagator_, 0.0)}
-    for count in dict.fromkeys(args.mdn_kernels[1:]):
-        if count in fits:
-            continue
-        t0 = time.perf_counter()
-        fit = clone(lss.propagator_).set_params(n_kernels=count).fit(psi_train)
-        fits[count] = (fit, time.perf_counter() - t0)
+def latent_core_sets(psi, phis):
+    """The alpha_L/C7ax core sets carried onto psi_1: ``(sign, enter, leave)`` such that
+    ``sign * psi_1`` enters at or above the 5th percentile of the training frames inside the
+    phi core set and leaves at or below the 99th percentile of those in the leave set.
+    ``None`` where the training MD enters alpha_L/C7ax fewer than ``MIN_TRAINING_ENTRIES``
+    times: too few to rate a candidate by."""
+    z = np.concatenate(psi)[:, 0]
+    phi = np.concatenate(phis)
+    inside = z[(phi >= ENTER[0]) & (phi <= ENTER[1])]
+    outside = z[phi <= LEAVE[1]]
+    if excursion_statistics(phis, ENTER, LEAVE).n_entries < MIN_TRAINING_ENTRIES:
+        return None
+    sign = 1.0 if np.median(inside) > np.median(outside) else -1.0
+    enter = (float(np.quantile(sign * inside, 0.05)), np.inf)
+    leave = (-np.inf, float(np.quantile(sign * outside, 0.99)))
+    return sign, enter, leave
 
-    # One rollout per fit: n_init > 1 rated its fits already; a single fit is rated here.
-    errors = {
-        count: [float(e) for e in mdn.init_errors_]
-        if mdn.init_errors_ is not None
-        else [float(mdn.rollout_error(psi_train))]
-        for count, (mdn, _) in fits.items()
+
+def propagator_kinetics(mdn, train_psi, train_phis, core, args, n_steps):
+    """Entries and stays of trajectories the MDN generates from training frames, against
+    the training MD's, on the alpha_L/C7ax core sets carried onto psi_1
+    (``latent_core_sets``), and the error that ranks candidate fits: the larger of
+    ``|ln(entries ratio)|`` and ``|ln(stay ratio)|``. Training data only."""
+    sign, enter, leave = core
+    pool = np.concatenate(train_psi)
+    starts = pool[np.random.default_rng(7).choice(len(pool), args.n_starts, replace=False)]
+    sim = mdn.sample(starts, n_steps, random_state=8)
+    lag = int(mdn.lag_time)
+    md = excursion_statistics([sign * p[::lag, 0] for p in train_psi], enter, leave, dt=lag)
+    gen = excursion_statistics([sign * t[:, 0] for t in sim], enter, leave, dt=float(lag))
+    entries = gen.entries_per_time / md.entries_per_time
+    stay = gen.mean_stay / md.mean_stay
+    finite = np.isfinite([entries, stay]).all() and entries > 0 and stay > 0
+    return {
+        "md_entries_per_ns": md.entries_per_time * 1000.0,
+        "md_mean_stay_ps": md.mean_stay,
+        "entries_per_ns": gen.entries_per_time * 1000.0,
+        "mean_stay_ps": gen.mean_stay,
+        "error": float(max(abs(np.log(entries)), abs(np.log(stay)))) if finite else np.inf,
     }
-    records = {
-        count: {
-            "rollout_errors_kT": [round(e, 4) for e in errors[count]],
-            "kept_init": int(mdn.best_init_),
-            "epochs_run": int(mdn.n_iter_),
-            "extra_fit_seconds": round(seconds, 1),
-        }
-        for count, (mdn, seconds) in fits.items()
-    }
-    best = min(fits, key=lambda count: min(errors[count]))
-    for count, r in records.items():
-        mark = "  <- kept" if count == best else ""
-        print(f"  MDN with {count} kernels: rollout errors {r['rollout_errors_kT']} kT{mark}")
+
+
+def choose_propagator(lss, psi_train, train_phis, args, n_steps):
+    """Fit the MDN for every kernel count (``--mdn-kernels``), start-density weighting
+    (``--density-weighting``) and seed (``--mdn-seeds`` per setting) on the latent training
+    data, and give the LSS the fit whose trajectories from training frames best keep the
+    training MD's entries into and stays in alpha_L/C7ax (``propagator_kinetics``), or, with
+    ``--mdn-choice rollout``, the lowest ``rollout_error``. Everything is rated on the
+    training data with the same starts and seeds; the LSS's own fit is the first candidate
+    unless the model was loaded. Returns the records for the JSON."""
+    # The training settings come from the command line, also for a loaded model's MDN.
+    base = lss.propagator_
+    seed0 = int(base.random_state)
+    training = {"max_epochs": args.mdn_epochs, "patience": args.mdn_patience}
+    training["n_init"] = args.mdn_n_init
+    core = latent_core_sets(psi_train, train_phis)
+    choice = args.mdn_choice
+    if core is None and choice == "kinetics":
+        print(f"  fewer than {MIN_TRAINING_ENTRIES} entries in the training MD: rollout choice")
+        choice = "rollout"
+    fits = []
+    for count in dict.fromkeys(args.mdn_kernels):
+        for weighting in dict.fromkeys(args.density_weighting):
+            for j in range(args.mdn_seeds):
+                settings = {"n_kernels": count, "density_weighting": weighting}
+                t0 = time.perf_counter()
+                own = not args.load_model and not fits
+                mdn = (
+                    base
+                    if own
+                    else clone(base).set_params(**settings, **training, random_state=seed0 + j)
+                )
+                if not own:
+                    mdn.fit(psi_train)
+                seconds = time.perf_counter() - t0
+                record = {**settings, "seed": seed0 + j, "fit_seconds": round(seconds, 1)}
+                record["epochs_run"] = int(mdn.n_iter_)
+                record["rollout_error_kT"] = round(float(mdn.rollout_error(psi_train)), 4)
+                record["training_kinetics"] = (
+                    None
+                    if core is None
+                    else propagator_kinetics(mdn, psi_train, train_phis, core, args, n_steps)
+                )
+                fits.append((mdn, record))
+                k = record["training_kinetics"]
+                if k is None:
+                    print(f"  MDN {settings}, seed {seed0 + j}: {record}", flush=True)
+                    continue
+                print(
+                    f"  MDN {count} kernels, weighting {weighting}, seed {seed0 + j}: "
+                    f"{record['epochs_run']} epochs, rollout error "
+                    f"{record['rollout_error_kT']} kT; "
+                    f"on training data {k['entries_per_ns']:.2f} entries/ns (MD "
+                    f"{k['md_entries_per_ns']:.2f}), stay {k['mean_stay_ps']:.1f} ps (MD "
+                    f"{k['md_mean_stay_ps']:.1f}), error {k['error']:.3f}",
+                    flush=True,
+                )
+    if choice == "kinetics":
+        best = min(range(len(fits)), key=lambda i: fits[i][1]["training_kinetics"]["error"])
+    else:
+        best = min(range(len(fits)), key=lambda i: fits[i][1]["rollout_error_kT"])
+    print(f"  kept candidate {best} (by {choice})")
     lss.propagator_ = fits[best][0]
-    return best, records
+    records = [r for _, r in fits]
+    return {
+        "choice": choice,
+        "kept": best,
+        "latent_core_sets": None
+        if core is None
+        else {"sign": core[0], "enter": core[1][0], "leave": core[2][1]},
+        "candidates": records,
+        "extra_fit_seconds": sum(r["fit_seconds"] for r in records),
+    }
 
 
 def choose_lag(X_train, X_held, args):
@@ -372,7 +454,13 @@ def main():
 
     # --- 2. lag and m -----------------------------------------------------------------
     t0 = time.perf_counter()
-    if args.lag is None:
+    if args.load_model:
+        import joblib
+
+        loaded = joblib.load(args.load_model)
+        scan, lag = None, int(loaded.lag_time_)
+        print(f"encoder and decoder loaded from {Path(args.load_model).name}: lag {lag} ps")
+    elif args.lag is None:
         print("held-out implied-timescale scan:")
         scan, lag = choose_lag(X_train, X_held, args)
     else:
@@ -382,27 +470,35 @@ def main():
     print(f"chosen lag {lag} ps; m = {m} ({scan_s:.0f} s)")
 
     # --- 3. LSS -----------------------------------------------------------------------
-    lss = LatentSpaceSimulator(
-        encoder(lag, m, args),
-        propagator(args),
-        CWGANDecoder(max_epochs=args.gan_epochs),
-        lag_time=lag,
-        random_state=0,
-    )
+    n_steps = int(np.ceil(args.factor * held_ns * 1000.0 / lag / args.n_starts))
     t0 = time.perf_counter()
-    lss.fit(X_train, Y_int)
+    if args.load_model:
+        lss = loaded
+    else:
+        lss = LatentSpaceSimulator(
+            encoder(lag, m, args),
+            propagator(args),
+            CWGANDecoder(max_epochs=args.gan_epochs),
+            lag_time=lag,
+            random_state=0,
+        )
+        lss.fit(X_train, Y_int)
     fit_s = time.perf_counter() - t0
     m = lss.encoder_.n_components_
     psi_train = lss.transform(X_train)
-    kernel_records = None
-    if args.propagator == "mdn" and len(args.mdn_kernels) > 1:
+    train_angles = [phi_psi(t.atom_slice(internal.atom_indices_)) for t in train]
+    choice = None
+    if args.propagator == "mdn":
         t0 = time.perf_counter()
-        _, kernel_records = choose_kernel_count(lss, psi_train, args)
+        choice = choose_propagator(lss, psi_train, [a for a, _ in train_angles], args, n_steps)
         fit_s += time.perf_counter() - t0
-    t0 = time.perf_counter()
-    cart_decoder = CWGANDecoder(max_epochs=args.gan_epochs, random_state=0).fit(psi_train, Y_cart)
-    cart_fit_s = time.perf_counter() - t0
-    print(f"LSS fitted in {fit_s:.0f} s (m = {m}); Cartesian decoder {cart_fit_s:.0f} s")
+    cart_decoder, cart_fit_s = None, None
+    if args.cartesian:
+        t0 = time.perf_counter()
+        cart_decoder = CWGANDecoder(max_epochs=args.gan_epochs, random_state=0)
+        cart_decoder.fit(psi_train, Y_cart)
+        cart_fit_s = time.perf_counter() - t0
+    print(f"LSS fitted in {fit_s:.0f} s (m = {m}); Cartesian decoder {cart_fit_s} s")
     if args.save_model:
         import joblib
 
@@ -412,7 +508,6 @@ def main():
     rng = np.random.default_rng(1)
     pooled = np.concatenate(X_held)
     starts = pooled[rng.choice(len(pooled), args.n_starts, replace=False)]
-    n_steps = int(np.ceil(args.factor * held_ns * 1000.0 / lag / args.n_starts))
     state = {}
 
     def generate():
@@ -432,12 +527,11 @@ def main():
     )
     sim = state["sim"]
     lss_ns = args.n_starts * n_steps * lag / 1000.0
-    decoded = {
-        "internal": internal.inverse_transform(list(sim.configurations), dt=float(lag)),
-        "cartesian": cartesian.inverse_transform(
+    decoded = {"internal": internal.inverse_transform(list(sim.configurations), dt=float(lag))}
+    if cart_decoder is not None:
+        decoded["cartesian"] = cartesian.inverse_transform(
             list(cart_decoder.sample(list(sim.latent), random_state=3)), dt=float(lag)
-        ),
-    }
+        )
 
     # --- 5. held-out MD against LSS ---------------------------------------------------
     heavy = [t.atom_slice(internal.atom_indices_) for t in held]
@@ -455,19 +549,18 @@ def main():
         "lag_ps": lag,
         "m": int(m),
         "propagator": args.propagator,
-        "density_weighting": args.density_weighting if args.propagator == "mdn" else None,
+        "loaded_model": Path(args.load_model).name if args.load_model else None,
+        "density_weighting": (
+            float(lss.propagator_.density_weighting) if args.propagator == "mdn" else None
+        ),
         "mdn_training": (
             {
                 "max_epochs": args.mdn_epochs,
                 "patience": args.mdn_patience,
                 "epochs_run": int(lss.propagator_.n_iter_),
                 "n_kernels": int(lss.propagator_.n_kernels),
-                "by_kernel_count": kernel_records,
                 "n_init": args.mdn_n_init,
-                "rollout_errors_kT": None
-                if lss.propagator_.init_errors_ is None
-                else [round(float(e), 4) for e in lss.propagator_.init_errors_],
-                "kept": int(lss.propagator_.best_init_),
+                "choice": choice,
             }
             if args.propagator == "mdn"
             else None
@@ -519,7 +612,6 @@ def main():
         profiles[(name, "rama")] = (H_md, H_lss)
     # The training MD itself against the held-out MD, on the same measures: how far two
     # independent MD sets of this size differ, and what the simulator was shown.
-    train_angles = [phi_psi(t.atom_slice(internal.atom_indices_)) for t in train]
     result["training_md_vs_held_out"] = {
         "kinetics": kinetics(md_angles, train_angles, 1.0, lag),
         "rama_js": js_divergence(
@@ -711,20 +803,22 @@ def print_tables(r):
             f"{g['chirality_kept']:.3%} | | 99.9 %: "
             f"{_verdict(g['chirality_kept'] >= t['chirality_kept'])} |"
         )
-    print("\n#### per bond and angle (internal-coordinate decoder, then Cartesian)\n")
+    names = list(r["decoders"])
+    print(f"\n#### per bond and angle ({', then '.join(names)} decoder)\n")
     print(
-        "| item | MD mean | MD SD | error (internal) | spread (internal) | error (Cartesian) "
-        "| spread (Cartesian) |"
+        "| item | MD mean | MD SD | "
+        + " | ".join(f"error ({n}) | spread ({n})" for n in names)
+        + " |"
     )
-    print("|---|---|---|---|---|---|---|")
-    rows_i = r["decoders"]["internal"]["geometry"]["rows"]
-    rows_c = r["decoders"]["cartesian"]["geometry"]["rows"]
-    for a, b in zip(rows_i, rows_c):
+    print("|---|---|---|" + "---|---|" * len(names))
+    rows = [r["decoders"][n]["geometry"]["rows"] for n in names]
+    for items in zip(*rows):
+        a = items[0]
         f = ".4f" if a["kind"] == "bond" else ".1f"
         print(
             f"| {a['kind']} {a['atoms']} | {a['md_mean']:{f}} | {a['md_sd']:{f}} | "
-            f"{a['mean_error']:+{f}} | {a['spread_ratio']:.2f} | {b['mean_error']:+{f}} | "
-            f"{b['spread_ratio']:.2f} |"
+            + " | ".join(f"{b['mean_error']:+{f}} | {b['spread_ratio']:.2f}" for b in items)
+            + " |"
         )
     c = r["cost"]
     print(
@@ -795,14 +889,24 @@ def parse_args():
         "--mdn-kernels",
         type=int,
         nargs="+",
-        default=[24, 48],
-        help="MDN kernel counts; the lowest rollout error on the training data is kept",
+        default=[24],
+        help="MDN kernel counts to choose from (see --mdn-choice)",
+    )
+    p.add_argument(
+        "--mdn-seeds", type=int, default=2, help="MDN fits per kernel count and weighting"
+    )
+    p.add_argument(
+        "--mdn-choice",
+        choices=("kinetics", "rollout"),
+        default="kinetics",
+        help="rate the MDN candidates by alpha_L entries and stays on the training data, or "
+        "by rollout_error",
     )
     p.add_argument(
         "--mdn-n-init",
         type=int,
-        default=2,
-        help="MDN fits from different seeds; the lowest rollout error on the training data is kept",
+        default=1,
+        help="n_init of every MDN fit (the best by rollout error, inside each candidate)",
     )
     p.add_argument("--gan-epochs", type=int, default=100)
     p.add_argument(
@@ -815,10 +919,24 @@ def parse_args():
     p.add_argument(
         "--density-weighting",
         type=float,
-        default=0.5,
-        help="MDN start-density weighting exponent (0: plain maximum likelihood)",
+        nargs="+",
+        default=[0.5, 0.25, 0.0],
+        help="MDN start-density weighting exponents to choose from (0: plain maximum "
+        "likelihood); the first is the LSS's own fit",
+    )
+    p.add_argument(
+        "--cartesian",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also fit and judge a cWGAN on Cartesian coordinates",
     )
     p.add_argument("--save-model", default=None, help="joblib file for the fitted LSS")
+    p.add_argument(
+        "--load-model",
+        default=None,
+        help="an LSS saved by --save-model: keep its encoder, decoder and lag, and fit only "
+        "the MDN candidates on its latent space (the training MD must be the same)",
+    )
     p.add_argument("--n-starts", type=int, default=100)
     p.add_argument("--factor", type=float, default=5.0, help="synthetic / held-out MD time")
     p.add_argument("--repeats", type=int, default=3)
