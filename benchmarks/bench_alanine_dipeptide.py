@@ -158,30 +158,39 @@ def latent_core_sets(psi, phis):
     phi core set and leaves at or below the 99th percentile of those in the leave set.
     ``None`` where the training MD enters alpha_L/C7ax fewer than ``MIN_TRAINING_ENTRIES``
     times: too few to rate a candidate by."""
+    if excursion_statistics(phis, ENTER, LEAVE).n_entries < MIN_TRAINING_ENTRIES:
+        return None
     z = np.concatenate(psi)[:, 0]
     phi = np.concatenate(phis)
     inside = z[(phi >= ENTER[0]) & (phi <= ENTER[1])]
     outside = z[phi <= LEAVE[1]]
-    if excursion_statistics(phis, ENTER, LEAVE).n_entries < MIN_TRAINING_ENTRIES:
-        return None
     sign = 1.0 if np.median(inside) > np.median(outside) else -1.0
     enter = (float(np.quantile(sign * inside, 0.05)), np.inf)
     leave = (-np.inf, float(np.quantile(sign * outside, 0.99)))
     return sign, enter, leave
 
 
-def propagator_kinetics(mdn, train_psi, train_phis, core, args, n_steps):
+def kinetics_reference(train_psi, core, lag, n_starts):
+    """What every candidate is rated against, built once: the training MD's excursions on
+    the core sets carried onto psi_1 (at the simulator's step ``lag``) and the start
+    frames the candidates' trajectories run from."""
+    sign, enter, leave = core
+    md = excursion_statistics([sign * p[::lag, 0] for p in train_psi], enter, leave, dt=lag)
+    pool = np.concatenate(train_psi)
+    starts = pool[np.random.default_rng(7).choice(len(pool), n_starts, replace=False)]
+    return md, starts
+
+
+def propagator_kinetics(mdn, core, reference, n_steps):
     """Entries and stays of trajectories the MDN generates from training frames, against
-    the training MD's, on the alpha_L/C7ax core sets carried onto psi_1
-    (``latent_core_sets``), and the error that ranks candidate fits: the larger of
+    the training MD's (``kinetics_reference``), on the alpha_L/C7ax core sets carried onto
+    psi_1 (``latent_core_sets``), and the error that ranks candidate fits: the larger of
     ``|ln(entries ratio)|`` and ``|ln(stay ratio)|``. Training data only."""
     sign, enter, leave = core
-    pool = np.concatenate(train_psi)
-    starts = pool[np.random.default_rng(7).choice(len(pool), args.n_starts, replace=False)]
+    md, starts = reference
     sim = mdn.sample(starts, n_steps, random_state=8)
-    lag = int(mdn.lag_time)
-    md = excursion_statistics([sign * p[::lag, 0] for p in train_psi], enter, leave, dt=lag)
-    gen = excursion_statistics([sign * t[:, 0] for t in sim], enter, leave, dt=float(lag))
+    lag = float(mdn.lag_time)
+    gen = excursion_statistics([sign * t[:, 0] for t in sim], enter, leave, dt=lag)
     entries = gen.entries_per_time / md.entries_per_time
     stay = gen.mean_stay / md.mean_stay
     finite = np.isfinite([entries, stay]).all() and entries > 0 and stay > 0
@@ -208,6 +217,8 @@ def choose_propagator(lss, psi_train, train_phis, args, n_steps):
     training = {"max_epochs": args.mdn_epochs, "patience": args.mdn_patience}
     training["n_init"] = args.mdn_n_init
     core = latent_core_sets(psi_train, train_phis)
+    if core is not None:
+        reference = kinetics_reference(psi_train, core, int(base.lag_time), args.n_starts)
     choice = args.mdn_choice
     if core is None and choice == "kinetics":
         print(f"  fewer than {MIN_TRAINING_ENTRIES} entries in the training MD: rollout choice")
@@ -229,11 +240,11 @@ def choose_propagator(lss, psi_train, train_phis, args, n_steps):
                 seconds = time.perf_counter() - t0
                 record = {**settings, "seed": seed0 + j, "fit_seconds": round(seconds, 1)}
                 record["epochs_run"] = int(mdn.n_iter_)
+                # Rated here on one rollout seed for all (n_init's own ratings use seeds
+                # derived from each fit's, so they do not compare across candidates).
                 record["rollout_error_kT"] = round(float(mdn.rollout_error(psi_train)), 4)
                 record["training_kinetics"] = (
-                    None
-                    if core is None
-                    else propagator_kinetics(mdn, psi_train, train_phis, core, args, n_steps)
+                    None if core is None else propagator_kinetics(mdn, core, reference, n_steps)
                 )
                 fits.append((mdn, record))
                 k = record["training_kinetics"]
@@ -498,7 +509,8 @@ def main():
         cart_decoder = CWGANDecoder(max_epochs=args.gan_epochs, random_state=0)
         cart_decoder.fit(psi_train, Y_cart)
         cart_fit_s = time.perf_counter() - t0
-    print(f"LSS fitted in {fit_s:.0f} s (m = {m}); Cartesian decoder {cart_fit_s} s")
+    cart = "not fitted" if cart_fit_s is None else f"{cart_fit_s:.0f} s"
+    print(f"LSS fitted in {fit_s:.0f} s (m = {m}); Cartesian decoder {cart}")
     if args.save_model:
         import joblib
 
